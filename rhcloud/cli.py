@@ -1,0 +1,115 @@
+"""The ``rhcloud`` command line: ``world``, ``catalog``, ``demo``, ``run``, ``drivers``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rhcloud.config import ConfigError, config_from_dict, load_config
+
+DEMO_WORLD = Path("demo-world")
+DEMO_OUTPUT = Path("demo-output")
+
+
+def _add_world(sub) -> None:
+    p = sub.add_parser("world", help="generate the virtual CMIP6 world")
+    p.add_argument("--root", type=Path, default=DEMO_WORLD, help="directory (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--years", type=int, nargs=2, metavar=("FIRST", "LAST"), default=(1987, 2014))
+    p.add_argument("--members", type=int, default=None,
+                   help="members per model (default: each model's own list)")
+    p.add_argument("--models", default=None, help="comma-separated source_ids (default: 13)")
+    p.add_argument("--force", action="store_true", help="regenerate even if it exists")
+
+
+def _world_params(args):
+    from rhcloud.world import WorldParams
+    from rhcloud.world.spec import PAPER_MODELS
+
+    models = tuple(args.models.split(",")) if args.models else PAPER_MODELS
+    return WorldParams(seed=args.seed, years=tuple(args.years), models=models,
+                       n_members=args.members)
+
+
+def cmd_world(args) -> int:
+    from rhcloud.world import generate_world
+
+    root = generate_world(args.root, _world_params(args), force=args.force)
+    print(f"virtual CMIP6 world in {root}: catalogs {root / 'pangeo-cmip6.json'} (gs://cmip6) "
+          f"and {root / 'local-cmip6.json'} (file://); truth in {root / 'truth.json'}")
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    from rhcloud import catalog
+
+    config = load_config(args.config)
+    cat = catalog.open_catalog(config.catalog, config.storage_options)
+    selection, superseded = catalog.select(cat.df, config)
+    print(catalog.format_selection(selection))
+    print(f"\n{len(selection)} datasets from {selection['source_id'].nunique()} models "
+          f"(members: {config.members!r})")
+    for model, why in catalog.missing_models(selection, config):
+        print(f"missing: {model}: {why}")
+    for _, row in superseded.iterrows():
+        print(f"superseded (older version ignored): {row['zstore']}")
+    return 0
+
+
+def _run(config, output: Path | None) -> int:
+    from rhcloud.pipeline import run_pipeline
+
+    if output is not None:
+        config.output = str(output)
+    summary = run_pipeline(config)
+    print(summary)
+    return 0
+
+
+def cmd_run(args) -> int:
+    return _run(load_config(args.config), args.output)
+
+
+def cmd_demo(args) -> int:
+    from rhcloud.world import WorldParams, generate_world
+
+    root = generate_world(args.world, WorldParams())
+    config = config_from_dict({"catalog": str((root / "local-cmip6.json").resolve()),
+                               "output": str(args.output)})
+    return _run(config, args.output)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rhcloud", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_world(sub)
+    p = sub.add_parser("catalog", help="print the datasets a config selects (reads no data)")
+    p.add_argument("config", type=Path)
+    p = sub.add_parser("run", help="run the evaluation described by a config")
+    p.add_argument("config", type=Path)
+    p.add_argument("--output", type=Path, default=None)
+    p = sub.add_parser("demo", help="generate the demo world (once) and run on it")
+    p.add_argument("--world", type=Path, default=DEMO_WORLD)
+    p.add_argument("--output", type=Path, default=DEMO_OUTPUT)
+    return parser
+
+
+COMMANDS = {"world": cmd_world, "catalog": cmd_catalog, "run": cmd_run, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"rhcloud: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # catalog and grid errors carry their own explanation
+        print(f"rhcloud: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

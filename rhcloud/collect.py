@@ -1,0 +1,231 @@
+"""Per-dataset climatologies for a whole selection, computed on a Dask cluster.
+
+The flow for each catalog row: open the store (metadata only, many at once in threads),
+build its lazy period mean, attach its fx (cell area in m², land fraction 0..1), then compute
+all climatologies in one submission to the cluster and gather them one by one, so that a
+dataset that fails (unreadable store, corrupt chunk, bad values) is excluded and named while
+every other dataset goes on.
+
+A climatology is an ``xr.Dataset`` on the dataset's native grid with ``flux``
+(g C m-2 yr-1, NaN where there is no land), ``area`` (m²), ``landfrac`` (0..1),
+``lat_bnds``/``lon_bnds``, and provenance attributes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from rhcloud import grids
+from rhcloud.climatology import PeriodError, period_mean
+from rhcloud.config import Config
+from rhcloud.ingest import DatasetError, harmonize_grid, load_fx, open_store
+from rhcloud.units import UnitsError
+
+PG_PER_G = 1e-15
+MAX_PLAUSIBLE_G_M2_YR = 1e5  # larger values are undeclared fill values or wrong units
+MAX_NAN_LAND_SHARE = 0.05  # share of land area allowed to be missing before exclusion
+
+
+@dataclass
+class Collected:
+    """Climatologies that succeeded, and what was excluded (``zstore``, ``reason``)."""
+
+    climatologies: list[xr.Dataset] = field(default_factory=list)
+    excluded: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def excluded_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.excluded, columns=["zstore", "reason"])
+
+
+class _FxCache:
+    """fx fields are shared by all members of a model: read each store once."""
+
+    def __init__(self, storage_options: dict[str, Any] | None):
+        self._opts = storage_options
+        self._lock = threading.Lock()
+        self._data: dict[tuple[str, str], xr.DataArray] = {}
+
+    def get(self, zstore: str, variable: str, grid: xr.Dataset) -> xr.DataArray:
+        key = (zstore, variable)
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is None:
+            hit = load_fx(zstore, variable, self._opts, grid)
+            with self._lock:
+                self._data[key] = hit
+        return hit
+
+
+def _given(value: Any) -> bool:
+    """A catalog cell that holds a value (not None, NaN or empty)."""
+    return value is not None and not (isinstance(value, float) and np.isnan(value)) \
+        and str(value) != ""
+
+
+def provenance(row: pd.Series | dict) -> dict[str, str]:
+    """The attributes that identify a dataset everywhere (logs, caches, reports)."""
+    keys = ("zstore", "version", "source_id", "member_id", "variable_id", "grid_label",
+            "experiment_id", "table_id", "areacella_zstore", "sftlf_zstore", "fx_note")
+    return {k: str(row.get(k)) if _given(row.get(k)) else "" for k in keys}
+
+
+def prepare(row: pd.Series | dict, config: Config, fx: _FxCache,
+            chunks: dict[str, int] | None = None) -> xr.Dataset:
+    """The lazy climatology of one catalog row (raises DatasetError naming the store)."""
+    zstore = str(row["zstore"])
+    variable = str(row["variable_id"])
+    ds = open_store(zstore, config.storage_options, chunks)
+    if variable not in ds:
+        raise DatasetError(zstore, f"no variable {variable!r} in the store "
+                                   f"(has {sorted(ds.data_vars)})")
+    tb_name = ds["time"].attrs.get("bounds", "time_bnds") if "time" in ds else "time_bnds"
+    time_bnds = ds[tb_name] if tb_name in ds.variables else None
+    notes = [] if time_bnds is not None else ["no time_bnds: month lengths from the calendar"]
+    try:
+        clim = period_mean(ds[variable], config.period, time_bnds)
+    except (PeriodError, UnitsError) as exc:
+        raise DatasetError(zstore, str(exc)) from exc
+    out = harmonize_grid(clim, ds, zstore)
+    grid = out[["lat_bnds", "lon_bnds"]]
+    if _given(row.get("areacella_zstore")):
+        area = fx.get(str(row["areacella_zstore"]), "areacella", grid)
+    else:
+        area = grids.cell_area(grid)
+    if _given(row.get("sftlf_zstore")):
+        landfrac = fx.get(str(row["sftlf_zstore"]), "sftlf", grid)
+        out["flux"] = out["flux"].where(landfrac > 0)  # ocean stored as 0 (CanESM5) → NaN
+    else:
+        landfrac = None
+    out["area"] = area.assign_attrs(units="m2")
+    if landfrac is not None:
+        out["landfrac"] = landfrac.assign_attrs(units="1")
+    out.attrs.update(provenance(row))
+    out.attrs.update({k: v for k, v in clim.attrs.items() if k != "units"})
+    out.attrs["notes"] = "; ".join(n for n in [out.attrs.pop("grid_note", ""), *notes] if n)
+    out["flux"].attrs = {"units": "g m-2 yr-1", "long_name": f"{variable} {config.period[0]}-"
+                         f"{config.period[1]} mean", "cell_methods": clim.attrs["cell_methods"]}
+    return out
+
+
+def check_values(clim: xr.Dataset) -> None:
+    """Refuse a computed climatology whose values cannot be right (names the store)."""
+    zstore = clim.attrs.get("zstore", "?")
+    f = np.asarray(clim["flux"].values)
+    if np.isinf(f).any():
+        raise DatasetError(zstore, f"{int(np.isinf(f).sum())} cells are ±inf")
+    finite = f[np.isfinite(f)]
+    if finite.size == 0:
+        raise DatasetError(zstore, "every cell is missing (NaN) over the period")
+    big = np.abs(finite) > MAX_PLAUSIBLE_G_M2_YR
+    if big.any():
+        raise DatasetError(zstore, f"{int(big.sum())} cells exceed {MAX_PLAUSIBLE_G_M2_YR:g} "
+                                   "g m-2 yr-1 (undeclared fill values or wrong units), max "
+                                   f"{np.abs(finite).max():.3g}")
+    if "landfrac" in clim:
+        w = (clim["area"] * clim["landfrac"]).values
+        nan_land = np.isnan(f) & (w > 0)
+        share = w[nan_land].sum() / w.sum()
+        if share > MAX_NAN_LAND_SHARE:
+            raise DatasetError(zstore, f"{share:.1%} of the land area is missing (NaN) "
+                                       f"in {int(nan_land.sum())} cells")
+        if nan_land.any():
+            clim.attrs["notes"] = "; ".join(filter(None, [
+                clim.attrs.get("notes"), f"{int(nan_land.sum())} land cells missing "
+                                         f"({share:.2%} of land area)"]))
+
+
+def finish(clim: xr.Dataset) -> xr.Dataset:
+    """Checks and the land fraction fallback once the flux is computed."""
+    if "landfrac" not in clim:
+        valid = np.isfinite(clim["flux"].values).astype(float)
+        clim["landfrac"] = xr.DataArray(valid, dims=("lat", "lon"),
+                                        attrs={"units": "1", "note": "from valid data cells"})
+    check_values(clim)
+    clim.attrs["land_total_PgC_yr"] = land_total(clim)
+    return clim
+
+
+def land_total(clim: xr.Dataset) -> float:
+    """Σ flux × area × landfrac over cells with data (Pg C yr-1)."""
+    f = clim["flux"].values
+    w = (clim["area"] * clim["landfrac"]).values
+    ok = np.isfinite(f)
+    return float(np.sum(f[ok] * w[ok]) * PG_PER_G)
+
+
+def _compute_all(lazy: Sequence[xr.Dataset], client) -> list[xr.Dataset | BaseException]:
+    """Compute each dataset's flux on the cluster (only the lazy flux travels; fx fields
+    stay on the client); an exception is returned in place of a failed dataset."""
+    import dask
+
+    arrays = [ds["flux"].data for ds in lazy]
+    if client is None:
+        values: list = []
+        for a in arrays:
+            try:
+                values.append(dask.compute(a)[0])
+            except Exception as exc:  # noqa: BLE001 - isolate one dataset's failure
+                values.append(exc)
+    else:
+        values = []
+        for fut in client.compute(arrays):
+            try:
+                values.append(fut.result())
+            except Exception as exc:  # noqa: BLE001
+                values.append(exc)
+    return [v if isinstance(v, BaseException) else ds.assign(flux=ds["flux"].copy(data=v))
+            for ds, v in zip(lazy, values, strict=True)]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DatasetError):
+        return exc.reason
+    return f"{type(exc).__name__}: {exc}"
+
+
+def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
+                          chunks: dict[str, int] | None = None,
+                          on_progress: Callable[[str], None] | None = None) -> Collected:
+    """Climatologies of every selected dataset; failures excluded with their reason."""
+    fx = _FxCache(config.storage_options)
+    rows = [r for _, r in selection.iterrows()]
+    result = Collected()
+
+    def build(row):
+        try:
+            return prepare(row, config, fx, chunks)
+        except Exception as exc:  # noqa: BLE001
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, config.open_concurrency)) as pool:
+        prepared = list(pool.map(build, rows))
+    lazy, lazy_rows = [], []
+    for row, item in zip(rows, prepared, strict=True):
+        if isinstance(item, BaseException):
+            result.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
+        else:
+            lazy.append(item)
+            lazy_rows.append(row)
+    if on_progress:
+        on_progress(f"opened {len(lazy)} of {len(rows)} stores; computing climatologies")
+    for row, item in zip(lazy_rows, _compute_all(lazy, client), strict=True):
+        if isinstance(item, BaseException):
+            reason = _reason(item)
+            if not isinstance(item, DatasetError):
+                reason = f"reading data failed ({reason})"
+            result.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
+            continue
+        try:
+            result.climatologies.append(finish(item))
+        except DatasetError as exc:
+            result.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
+    return result
