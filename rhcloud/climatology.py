@@ -61,8 +61,8 @@ def select_period(time: xr.DataArray, period: tuple[int, int]) -> np.ndarray:
     have = set(zip(years[inside].tolist(), months[inside].tolist(), strict=True))
     want = {(y, m) for y in range(y0, y1 + 1) for m in range(1, 13)}
     if have != want or inside.sum() != len(want):
-        span = (f"{years.min()}-{months[years.argmin()]:02d} … {years.max()}-"
-                f"{months[years.argmax()]:02d}") if years.size else "no time steps"
+        ym = sorted(zip(years.tolist(), months.tolist(), strict=True))
+        span = f"{ym[0][0]}-{ym[0][1]:02d} … {ym[-1][0]}-{ym[-1][1]:02d}" if ym else "no time steps"
         missing = len(want - have)
         raise PeriodError(f"period {y0}–{y1} not covered month by month: data spans {span}, "
                           f"{missing} of {len(want)} months missing"

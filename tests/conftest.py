@@ -34,11 +34,6 @@ def small_config(small_world) -> Config:
                   members="all", cluster={"kind": "local", "n_workers": 1})
 
 
-def truth_key(zstore: str) -> str:
-    """truth.json keys datasets by their path inside the bucket."""
-    return zstore.split("/cmip6/", 1)[1].rstrip("/")
-
-
 @pytest.fixture(scope="session")
 def gcs_world(small_world, tmp_path_factory):
     """The small world served at a local GCS endpoint; yields the endpoint URL."""

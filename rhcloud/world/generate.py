@@ -290,6 +290,11 @@ def _catalog_json(csv_name: str, description: str) -> dict:
     }
 
 
+def truth_key(zstore: str) -> str:
+    """The key of a dataset in ``truth.json``: its path inside the bucket (any URL scheme)."""
+    return zstore.split(f"/{BUCKET}/", 1)[1].rstrip("/")
+
+
 def write_catalogs(root: Path, rows: Sequence[dict]) -> None:
     """Write ``pangeo-cmip6.{json,csv}`` (``gs://cmip6/...`` stores, as on Pangeo) and
     ``local-cmip6.{json,csv}`` (``file://`` URLs to the same stores on disk)."""
