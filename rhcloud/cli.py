@@ -18,6 +18,8 @@ def _add_world(sub) -> None:
     p.add_argument("--root", type=Path, default=DEMO_WORLD, help="directory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--years", type=int, nargs=2, metavar=("FIRST", "LAST"), default=(1987, 2014))
+    p.add_argument("--truth-period", type=int, nargs=2, metavar=("FIRST", "LAST"),
+                   default=(1990, 2010), help="period whose totals truth.json holds")
     p.add_argument("--members", type=int, default=None,
                    help="members per model (default: each model's own list)")
     p.add_argument("--models", default=None, help="comma-separated source_ids (default: 13)")
@@ -30,7 +32,7 @@ def _world_params(args):
 
     models = tuple(args.models.split(",")) if args.models else PAPER_MODELS
     return WorldParams(seed=args.seed, years=tuple(args.years), models=models,
-                       n_members=args.members)
+                       n_members=args.members, truth_period=tuple(args.truth_period))
 
 
 def cmd_world(args) -> int:

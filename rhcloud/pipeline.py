@@ -29,7 +29,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"selected {len(self.selection)} datasets; "
+        lines = ["selected datasets:", catalog.format_selection(self.selection), "",
+                 f"selected {len(self.selection)} datasets; "
                  f"{len(self.collected.climatologies)} used, {len(self.excluded)} excluded", ""]
         if not self.totals.empty:
             lines.append("global land totals (Pg C yr-1, "

@@ -323,6 +323,9 @@ def generate_world(root: str | Path, params: WorldParams | None = None, *,
                         default=list)
     if not force and stamp.exists() and stamp.read_text() == wanted:
         return root
+    (y0, y1), (t0, t1) = params.years, params.truth_period
+    if not y0 <= t0 <= t1 <= y1:
+        raise ValueError(f"truth period {t0}-{t1} must lie within the world's years {y0}-{y1}")
     unknown = sorted(set(params.models) - set(MODEL_SPECS))
     if unknown:
         raise ValueError(f"unknown models {unknown}; the world knows {sorted(MODEL_SPECS)}")

@@ -1,0 +1,46 @@
+"""The command line end to end on a tiny world: world → catalog → run, and config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from rhcloud.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_world_then_run(tmp_path, capsys):
+    root = tmp_path / "w"
+    assert main(["world", "--root", str(root), "--years", "1989", "1992", "--truth-period",
+                 "1990", "1991", "--models", "CanESM5,UKESM1-0-LL", "--members", "2"]) == 0
+    truth = json.loads((root / "truth.json").read_text())
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"catalog: {root / 'local-cmip6.json'}\nmodels: all\nmembers: all\n"
+                   "period: [1990, 1991]\nvariables: [rh]\n"
+                   "cluster: {kind: local, n_workers: 1}\n")
+    assert main(["run", str(cfg), "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "selected 4 datasets; 4 used, 0 excluded" in out
+    totals = pd.read_csv(tmp_path / "out" / "tables" / "global_totals.csv")
+    assert list(totals.columns) == ["kind", "name", "member_id", "variable_id", "total_PgC_yr"]
+    assert sorted(totals.member_id) == ["r1i1p1f1", "r1i1p1f2", "r2i1p1f1", "r2i1p1f2"]
+    want = sorted(v["total_PgC_yr"] for v in truth["datasets"].values()
+                  if v["variable_id"] == "rh")
+    assert sorted(totals.total_PgC_yr) == pytest.approx(want, rel=1e-6)
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert prov["config"]["members"] == "all" and len(prov["datasets"]) == 4
+
+
+def test_config_errors_are_clear(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("member: all\n")
+    assert main(["catalog", str(cfg)]) == 2
+    assert "did you mean 'members'" in capsys.readouterr().err
+    cfg.write_text("period: [2010, 1990]\n")
+    assert main(["catalog", str(cfg)]) == 2
+    assert "before first year" in capsys.readouterr().err
+    assert main(["catalog", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
