@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import xarray as xr
 
-from rhcloud import __version__, catalog
+from rhcloud import __version__, catalog, grids, onegrid
 from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
+from rhcloud.stack import stack_fields
 
 
 @dataclass
@@ -26,6 +28,8 @@ class RunResult:
     collected: Collected
     excluded: pd.DataFrame
     totals: pd.DataFrame
+    conservation: pd.DataFrame
+    results: xr.Dataset
     timings: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -36,6 +40,10 @@ class RunResult:
             lines.append("global land totals (Pg C yr-1, "
                          f"{self.config.period[0]}-{self.config.period[1]}):")
             lines.append(self.totals.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        if not self.conservation.empty:
+            worst = self.conservation["rel_error"].abs().max()
+            lines.append(f"\nregridded to {self.config.reference_grid}: largest relative "
+                         f"change of a land total {worst:.1e}")
         if not self.excluded.empty:
             lines += ["", "excluded:"]
             lines += [f"  {r.zstore}: {r.reason}" for r in self.excluded.itertuples()]
@@ -65,6 +73,8 @@ def write_outputs(result: RunResult) -> None:
     (out / "tables").mkdir(parents=True, exist_ok=True)
     result.totals.to_csv(out / "tables" / "global_totals.csv", index=False)
     result.excluded.to_csv(out / "tables" / "excluded.csv", index=False)
+    result.conservation.to_csv(out / "tables" / "regrid_conservation.csv", index=False)
+    result.results.to_zarr(out / "results.zarr", mode="w", consolidated=True)
     provenance = {
         "rhcloud_version": __version__,
         "config": result.config.to_dict(),
@@ -91,7 +101,17 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
                            f"(min_datasets={config.min_datasets}); excluded:\n"
                            + excluded.to_string(index=False))
+    t0 = time.perf_counter()
+    reference = grids.reference_grid(config.reference_grid)
+    fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
+    results = xr.merge([stack_fields(fields, v) for v in config.variables]
+                       + [reference[["lat_bnds", "lon_bnds"]]], compat="override")
+    results["cell_area"] = grids.cell_area(reference)
+    results.attrs = {"reference_grid": config.reference_grid,
+                     "period": f"{config.period[0]}-{config.period[1]}",
+                     "rhcloud_version": __version__}
+    timings["regrid"] = time.perf_counter() - t0
     result = RunResult(config, selection, collected, excluded_table(missing, collected),
-                       totals_table(collected), timings)
+                       totals_table(collected), conservation, results, timings)
     write_outputs(result)
     return result

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import xarray as xr
 
 from rhcloud.cli import main
 
@@ -30,6 +31,14 @@ def test_world_then_run(tmp_path, capsys):
     want = sorted(v["total_PgC_yr"] for v in truth["datasets"].values()
                   if v["variable_id"] == "rh")
     assert sorted(totals.total_PgC_yr) == pytest.approx(want, rel=1e-6)
+    cons = pd.read_csv(tmp_path / "out" / "tables" / "regrid_conservation.csv")
+    assert list(cons.columns[:5]) == ["name", "member_id", "total_native_PgC_yr",
+                                      "total_regridded_PgC_yr", "rel_error"]
+    assert len(cons) == 4 and (cons.rel_error.abs() <= 1e-6).all()
+    results = xr.open_zarr(tmp_path / "out" / "results.zarr")
+    assert results["rh"].sizes == {"dataset": 4, "lat": 128, "lon": 256}
+    assert sorted(results.source_id.values) == ["CanESM5", "CanESM5", "UKESM1-0-LL",
+                                                "UKESM1-0-LL"]
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert prov["config"]["members"] == "all" and len(prov["datasets"]) == 4
 
