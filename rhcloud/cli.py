@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rhcloud.config import ConfigError, config_from_dict, load_config
+from rhcloud.config import ConfigError, load_config
 
 DEMO_WORLD = Path("demo-world")
 DEMO_OUTPUT = Path("demo-output")
@@ -78,8 +78,7 @@ def cmd_demo(args) -> int:
     from rhcloud.world import WorldParams, generate_world
 
     root = generate_world(args.world, WorldParams())
-    config = config_from_dict({"catalog": str((root / "local-cmip6.json").resolve()),
-                               "output": str(args.output)})
+    config = load_config(root / "run.yaml")
     return _run(config, args.output)
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from rhcloud import __version__, catalog, grids, onegrid
+from rhcloud import __version__, catalog, grids, onegrid, report
 from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
+from rhcloud.evaluation_stage import evaluate_run
 from rhcloud.stack import stack_fields
 
 
@@ -26,28 +27,43 @@ class RunResult:
     config: Config
     selection: pd.DataFrame
     collected: Collected
-    excluded: pd.DataFrame
-    totals: pd.DataFrame
-    conservation: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
     results: xr.Dataset
+    skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.tables["excluded"]
+
+    def summary_notes(self) -> list[str]:
+        n_models = len({c.attrs["source_id"] for c in self.collected.climatologies})
+        return [f"{len(self.collected.climatologies)} datasets used from {n_models} models, "
+                f"{len(self.excluded)} excluded; period {self.config.period[0]}–"
+                f"{self.config.period[1]}; reference grid {self.config.reference_grid}",
+                *self.skipped]
+
     def __str__(self) -> str:
+        t = self.tables
         lines = ["selected datasets:", catalog.format_selection(self.selection), "",
-                 f"selected {len(self.selection)} datasets; "
-                 f"{len(self.collected.climatologies)} used, {len(self.excluded)} excluded", ""]
-        if not self.totals.empty:
-            lines.append("global land totals (Pg C yr-1, "
-                         f"{self.config.period[0]}-{self.config.period[1]}):")
-            lines.append(self.totals.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-        if not self.conservation.empty:
-            worst = self.conservation["rel_error"].abs().max()
+                 *self.summary_notes(), ""]
+        totals = t["global_totals"]
+        if not totals.empty:
+            lines.append("global land totals (Pg C yr-1):")
+            lines.append(totals.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        metrics = t["model_metrics"]
+        if not metrics.empty:
+            lines += ["", "Table 1 (member means; all members in tables/model_metrics.csv):"]
+            ens = metrics[metrics["member_id"] == "ensemble"][METRIC_COLUMNS]
+            lines.append(ens.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+        cons = t["regrid_conservation"]
+        if not cons.empty:
             lines.append(f"\nregridded to {self.config.reference_grid}: largest relative "
-                         f"change of a land total {worst:.1e}")
+                         f"change of a land total {cons['rel_error'].abs().max():.1e}")
         if not self.excluded.empty:
             lines += ["", "excluded:"]
             lines += [f"  {r.zstore}: {r.reason}" for r in self.excluded.itertuples()]
-        lines += ["", f"outputs in {self.config.output}"]
+        lines += ["", f"report: {Path(self.config.output) / 'report.html'}"]
         return "\n".join(lines)
 
 
@@ -61,27 +77,55 @@ def totals_table(collected: Collected) -> pd.DataFrame:
     return df.sort_values(["variable_id", "name", "member_id"]).reset_index(drop=True)
 
 
-def excluded_table(selection_missing: list[tuple[str, str]], collected: Collected) -> pd.DataFrame:
-    """Datasets excluded by a stage, and requested models the catalog lacked."""
-    rows = collected.excluded + [{"zstore": f"{m} (no dataset)", "reason": why}
-                                 for m, why in selection_missing]
+def excluded_table(selection: pd.DataFrame, selection_missing: list[tuple[str, str]],
+                   collected: Collected, extra: list[dict[str, str]]) -> pd.DataFrame:
+    """Datasets excluded by a stage, requested models the catalog lacked, and models whose
+    every member failed."""
+    rows = list(collected.excluded) + list(extra)
+    rows += [{"zstore": f"{m} (no dataset)", "reason": why} for m, why in selection_missing]
+    ok = {(c.attrs["source_id"], c.attrs["variable_id"]) for c in collected.climatologies}
+    for (model, var), _ in selection.groupby(["source_id", "variable_id"]):
+        if (model, var) not in ok:
+            rows.append({"zstore": f"{model} {var} (every member)",
+                         "reason": "every selected member failed; see the rows above"})
     return pd.DataFrame(rows, columns=["zstore", "reason"])
+
+
+METRIC_COLUMNS = ["source_id", "member_id", "n_within_mad", "rmse", "r2", "total_PgC_yr"]
 
 
 def write_outputs(result: RunResult) -> None:
     out = Path(result.config.output)
     (out / "tables").mkdir(parents=True, exist_ok=True)
-    result.totals.to_csv(out / "tables" / "global_totals.csv", index=False)
-    result.excluded.to_csv(out / "tables" / "excluded.csv", index=False)
-    result.conservation.to_csv(out / "tables" / "regrid_conservation.csv", index=False)
-    result.results.to_zarr(out / "results.zarr", mode="w", consolidated=True)
+    for name, table in result.tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    result.results.to_zarr(out / "results.zarr", mode="w", consolidated=True, zarr_format=2)
     provenance = {
         "rhcloud_version": __version__,
         "config": result.config.to_dict(),
         "datasets": [dict(c.attrs) for c in result.collected.climatologies],
+        "skipped": result.skipped,
         "timings_s": result.timings,
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+
+
+def _reference_fields(fields: list[xr.Dataset], config: Config,
+                      reference: xr.Dataset) -> xr.Dataset:
+    results = xr.merge([stack_fields(fields, v) for v in config.variables]
+                       + [reference[["lat_bnds", "lon_bnds"]]], compat="override")
+    results["cell_area"] = grids.cell_area(reference)
+    results.attrs = {"reference_grid": config.reference_grid,
+                     "period": f"{config.period[0]}-{config.period[1]}",
+                     "rhcloud_version": __version__}
+    return results
+
+
+def _ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
+    if metrics.empty:
+        return pd.DataFrame(columns=METRIC_COLUMNS)
+    rest = [c for c in metrics.columns if c not in METRIC_COLUMNS]
+    return metrics[METRIC_COLUMNS + rest]
 
 
 def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None) -> RunResult:
@@ -97,21 +141,29 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         collected = collect_climatologies(selection, config, dask_client, chunks)
         timings["climatology"] = time.perf_counter() - t0
     if len(collected.climatologies) < config.min_datasets:
-        excluded = excluded_table(missing, collected)
+        excluded = excluded_table(selection, missing, collected, [])
         raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
                            f"(min_datasets={config.min_datasets}); excluded:\n"
                            + excluded.to_string(index=False))
     t0 = time.perf_counter()
     reference = grids.reference_grid(config.reference_grid)
     fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
-    results = xr.merge([stack_fields(fields, v) for v in config.variables]
-                       + [reference[["lat_bnds", "lon_bnds"]]], compat="override")
-    results["cell_area"] = grids.cell_area(reference)
-    results.attrs = {"reference_grid": config.reference_grid,
-                     "period": f"{config.period[0]}-{config.period[1]}",
-                     "rhcloud_version": __version__}
+    results = _reference_fields(fields, config, reference)
     timings["regrid"] = time.perf_counter() - t0
-    result = RunResult(config, selection, collected, excluded_table(missing, collected),
-                       totals_table(collected), conservation, results, timings)
+    t0 = time.perf_counter()
+    totals = totals_table(collected)
+    ev = evaluate_run(config, results, totals, reference)
+    results = results.merge(ev.fields, compat="override")
+    timings["evaluate"] = time.perf_counter() - t0
+    tables = {
+        "global_totals": pd.concat([totals, ev.totals], ignore_index=True),
+        "model_metrics": _ordered_metrics(ev.metrics),
+        "regrid_conservation": pd.concat([conservation, ev.conservation], ignore_index=True),
+        "excluded": excluded_table(selection, missing, collected, ev.excluded),
+    }
+    result = RunResult(config, selection, collected, tables, results, ev.skipped, timings)
     write_outputs(result)
+    t0 = time.perf_counter()
+    report.build_report(Path(config.output), results, tables, result.summary_notes())
+    timings["report"] = time.perf_counter() - t0
     return result

@@ -14,7 +14,8 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 from rhcloud.config import Config  # noqa: E402
 from rhcloud.world import WorldParams, generate_world  # noqa: E402
 
-SMALL = WorldParams(years=(1989, 1992), truth_period=(1990, 1991), time_chunk=12)
+SMALL = WorldParams(years=(1989, 1992), truth_period=(1990, 1991), time_chunk=12,
+                    observations="test")
 SMALL_PERIOD = (1990, 1991)
 
 

@@ -24,7 +24,8 @@ def test_world_then_run(tmp_path, capsys):
                    "cluster: {kind: local, n_workers: 1}\n")
     assert main(["run", str(cfg), "--output", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert "selected 4 datasets; 4 used, 0 excluded" in out
+    assert "4 datasets used from 2 models, 0 excluded" in out
+    assert "no observation product: Table 1 and residuals skipped" in out
     totals = pd.read_csv(tmp_path / "out" / "tables" / "global_totals.csv")
     assert list(totals.columns) == ["kind", "name", "member_id", "variable_id", "total_PgC_yr"]
     assert sorted(totals.member_id) == ["r1i1p1f1", "r1i1p1f2", "r2i1p1f1", "r2i1p1f2"]

@@ -96,8 +96,8 @@ def to_reference(ds: xr.Dataset, dst_grid: xr.Dataset, *, min_landfrac: float = 
                  member_id: str = "observation") -> tuple[xr.Dataset, dict[str, Any] | None]:
     """Put a reader's output on ``dst_grid``. Continuous fields: land-weighted conservative
     regridding (returns ``flux`` or ``value``, ``landfrac``, ``flux_dropped``) and the
-    conservation row of ``tables/regrid_conservation.csv`` (for fluxes; None for
-    covariates). Categorical: majority by overlap area (returns ``classes``; row None)."""
+    conservation row of ``tables/regrid_conservation.csv`` (for covariates the totals are
+    land integrals in the field's units × m² / 1e15). Categorical: majority by overlap area (returns ``classes``; row None)."""
     from rhcloud import regrid
 
     name = field_name(ds)
@@ -107,15 +107,14 @@ def to_reference(ds: xr.Dataset, dst_grid: xr.Dataset, *, min_landfrac: float = 
         return xr.Dataset({"classes": classes}, attrs=ds.attrs), None
     out = regrid.regrid_land_weighted(ds[name], ds["landfrac"], src, dst_grid,
                                       min_landfrac=min_landfrac)
+    # covariates conserve their land integral too (totals then in the field's units × m²/1e15)
+    row = regrid.conservation_check(ds.attrs.get("name", ""), member_id, ds[name],
+                                    ds["landfrac"], src, out, dst_grid)
+    out.attrs = dict(ds.attrs)
     if name != "flux":
         out = out.rename({"flux": name}).drop_vars("flux_dropped")
         out[name].attrs = {**ds[name].attrs, **{k: v for k, v in out[name].attrs.items()
                                                 if k.startswith("regrid")}}
-        out.attrs = dict(ds.attrs)
-        return out, None
-    out.attrs = dict(ds.attrs)
-    row = regrid.conservation_check(ds.attrs.get("name", ""), member_id, ds["flux"],
-                                    ds["landfrac"], src, out, dst_grid)
     return out, row
 
 

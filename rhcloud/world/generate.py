@@ -20,10 +20,12 @@ import cftime
 import numpy as np
 import pandas as pd
 import xarray as xr
+import yaml
 
 from rhcloud import grids
 from rhcloud.world import planted
 from rhcloud.world.landmask import land_fraction
+from rhcloud.world.observations import write_observations
 from rhcloud.world.spec import MODEL_SPECS, OLD_VERSION, PAPER_MODELS, VERSION, ModelSpec
 
 TRUTH_PERIOD = (1990, 2010)
@@ -31,7 +33,7 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 2  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 3  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
 
 VARIABLE_ATTRS = {
@@ -68,6 +70,7 @@ class WorldParams:
     n_members: int | None = None  # None: each model's own member list; N: r1..rN for all
     time_chunk: int = 120
     truth_period: tuple[int, int] = TRUTH_PERIOD  # the period whose totals truth.json holds
+    observations: str | None = "demo"  # scale of the observation stand-ins; None: none
 
 
 def month_axis(calendar: str, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -365,7 +368,15 @@ def generate_world(root: str | Path, params: WorldParams | None = None, *,
         },
         "quirks": quirks_of(params.models),
     }
+    run_config: dict = {"catalog": str((root / "local-cmip6.json").resolve()),
+                        "period": list(params.truth_period), "models": list(params.models)}
+    if params.observations is not None:
+        obs = write_observations(root, params.seed, params.observations)
+        truth["observations"] = obs.pop("truth")
+        run_config.update(obs)
     (root / "truth.json").write_text(json.dumps(truth, indent=2))
+    # a ready config for this world (the demo runs it); paths are absolute
+    (root / "run.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
     stamp.write_text(wanted)
     return root
 

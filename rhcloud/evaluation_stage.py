@@ -1,0 +1,159 @@
+"""The evaluation stage of a run: products and covariates onto the reference grid, the obs
+median and MAD, Table 1, global totals and residual fields. Works on what the regrid stage
+gathered (small: datasets × cells); reads only the product and covariate files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from rhcloud import evaluate, products
+
+
+@dataclass
+class Evaluation:
+    fields: xr.Dataset  # obs products, median, MAD, residuals, covariates (reference grid)
+    metrics: pd.DataFrame  # tables/model_metrics.csv
+    totals: pd.DataFrame  # product and summary rows for tables/global_totals.csv
+    conservation: pd.DataFrame  # product/covariate rows of tables/regrid_conservation.csv
+    excluded: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # stages skipped and why
+
+
+def _read(entries: list[dict[str, Any]], reference: xr.Dataset, storage_options,
+          excluded: list[dict[str, str]]) -> tuple[dict[str, xr.Dataset], list[dict]]:
+    out, rows = {}, []
+    for entry in entries:
+        name = entry.get("name") or entry.get("reader", "?")
+        try:
+            native = products.read_entry(entry, storage_options)
+            on_ref, row = products.to_reference(native, reference)
+        except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
+            excluded.append({"zstore": str(entry.get("path", name)),
+                             "reason": f"{name}: {type(exc).__name__}: {exc}"})
+            continue
+        out[name] = on_ref
+        if row is not None:  # categorical fields have no total to conserve
+            row["name"] = name
+            on_ref.attrs["native_total"] = row["total_native_PgC_yr"]
+            rows.append(row)
+    return out, rows
+
+
+def _stack(named: dict[str, xr.Dataset], var: str, dim: str) -> xr.DataArray:
+    return xr.concat([ds[var] for ds in named.values()], dim=dim, coords="minimal",
+                     compat="override", join="override").assign_coords({dim: list(named)})
+
+
+def model_rows(totals: pd.DataFrame, variable: str = "rh") -> pd.DataFrame:
+    """Model totals for one variable, and each model's member mean (member_id 'ensemble')."""
+    rows = totals[(totals["kind"] == "model") & (totals["variable_id"] == variable)]
+    ens = rows.groupby("name", as_index=False)["total_PgC_yr"].mean()
+    ens = ens.assign(kind="model", member_id="ensemble", variable_id=variable)
+    return pd.concat([rows, ens[rows.columns]], ignore_index=True)
+
+
+def summary_rows(model_totals: pd.DataFrame, product_totals: pd.DataFrame,
+                 per_member: bool = False) -> pd.DataFrame:
+    """Multi-model mean, product range, product median ± MAD (Pg C yr-1), and how many
+    models fall within the product range and within median ± MAD."""
+    if per_member:
+        per_model = model_totals[model_totals["member_id"] != "ensemble"]["total_PgC_yr"]
+    else:
+        per_model = model_totals[model_totals["member_id"] == "ensemble"]["total_PgC_yr"]
+    p = product_totals["total_PgC_yr"].to_numpy()
+    med = float(np.median(p)) if p.size else np.nan
+    mad = float(np.median(np.abs(p - med))) if p.size else np.nan
+    lo, hi = (float(p.min()), float(p.max())) if p.size else (np.nan, np.nan)
+    m = per_model.to_numpy()
+    rows = [("multi_model_mean", float(m.mean()) if m.size else np.nan),
+            ("product_min", lo), ("product_max", hi),
+            ("product_median", med), ("product_mad", mad),
+            ("n_models_within_product_range", float(np.sum((m >= lo) & (m <= hi)))),
+            ("n_models_within_median_mad", float(np.sum(np.abs(m - med) <= mad))),
+            ("n_models", float(m.size))]
+    return pd.DataFrame([{"kind": "summary", "name": n, "member_id": "", "variable_id": "rh",
+                          "total_PgC_yr": v} for n, v in rows])
+
+
+def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
+                 reference: xr.Dataset) -> Evaluation:
+    """Everything the evaluation needs from the products and covariates of ``config``."""
+    excluded: list[dict[str, str]] = []
+    skipped: list[str] = []
+    opts = config.storage_options
+    prods, rows = _read(config.products, reference, opts, excluded)
+    fields = xr.Dataset()
+    metrics = pd.DataFrame()
+    extra_totals = []
+    if prods:
+        obs = _stack(prods, "flux", "product")
+        med, mad = evaluate.obs_median_mad(obs)
+        fields["obs_products"] = obs.assign_attrs(units="g m-2 yr-1")
+        fields["obs_landfrac"] = _stack(prods, "landfrac", "product").assign_attrs(units="1")
+        fields["obs_median"] = med.assign_attrs(units="g m-2 yr-1")
+        fields["obs_mad"] = mad.assign_attrs(units="g m-2 yr-1")
+        extra_totals.append(pd.DataFrame([
+            {"kind": "product", "name": n, "member_id": "", "variable_id": "rh",
+             "total_PgC_yr": ds.attrs["native_total"]} for n, ds in prods.items()]))
+        if len(prods) < 3:
+            skipped.append(f"only {len(prods)} product(s): median and MAD are over fewer than "
+                           "the paper's three")
+    else:
+        skipped.append("no observation product: Table 1 and residuals skipped")
+    if prods and "rh" in results:
+        models = results["rh"]
+        metrics = evaluate.model_metrics(models, med, mad)
+        metrics = _with_ensemble(metrics, totals)
+        res = evaluate.esm_residual(models, med, per_member=bool(
+            config.drivers.get("per_member", False)))
+        fields["residual"] = evaluate.residuals(models, med).assign_attrs(units="g m-2 yr-1")
+        fields = fields.merge(res)
+        product_totals = extra_totals[0]
+        mt = model_rows(totals, "rh")
+        extra_totals.append(mt[mt["member_id"] == "ensemble"])
+        extra_totals.append(summary_rows(mt, product_totals,
+                                         bool(config.drivers.get("per_member", False))))
+    npp_ref = config.npp_reference
+    if npp_ref and "npp" in results:
+        npp, npp_rows = _read([npp_ref], reference, opts, excluded)
+        rows += npp_rows
+        if npp:
+            ref_field = next(iter(npp.values()))["flux"]
+            fields["npp_reference"] = ref_field
+            nres = evaluate.esm_residual(results["npp"], ref_field)
+            fields["npp_residual_median"] = nres["residual_median"]
+            fields["npp_residual_mean"] = nres["residual_mean"]
+    elif not npp_ref:
+        skipped.append("no npp_reference: NPP residuals skipped")
+    covs = {name: {**entry, "name": name} for name, entry in config.covariates.items()}
+    cov_fields, cov_rows = _read(list(covs.values()), reference, opts, excluded)
+    rows += cov_rows
+    for name, ds in cov_fields.items():
+        var = "classes" if "classes" in ds else "value" if "value" in ds else "flux"
+        fields[f"cov_{name}"] = ds[var]
+    if not covs:
+        skipped.append("no covariates: the drivers' GAMM is skipped")
+    conservation = pd.DataFrame(rows)
+    return Evaluation(fields, metrics, pd.concat(extra_totals, ignore_index=True)
+                      if extra_totals else pd.DataFrame(), conservation, excluded, skipped)
+
+
+def _with_ensemble(metrics: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
+    """Add total_PgC_yr per dataset, and per model an 'ensemble' row: member mean of each
+    metric, with its spread (std across members) in ``*_member_sd`` columns."""
+    rh = totals[(totals["kind"] == "model") & (totals["variable_id"] == "rh")]
+    metrics = metrics.merge(rh.rename(columns={"name": "source_id"})[
+        ["source_id", "member_id", "total_PgC_yr"]], on=["source_id", "member_id"], how="left")
+    cols = ["n_within_mad", "rmse", "r2", "bias", "total_PgC_yr"]
+    g = metrics.groupby("source_id")[cols]
+    ens = g.mean().reset_index().assign(member_id="ensemble")
+    sd = g.std(ddof=1).add_suffix("_member_sd").reset_index()
+    ens = ens.merge(sd, on="source_id")
+    ens["bias_exceeds_member_spread"] = ens["bias"].abs() > 2 * ens["bias_member_sd"].fillna(0)
+    return pd.concat([metrics, ens], ignore_index=True)
