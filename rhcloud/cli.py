@@ -65,7 +65,7 @@ def _run(config, output: Path | None) -> int:
 
     if output is not None:
         config.output = str(output)
-    summary = run_pipeline(config)
+    summary = run_pipeline(config, progress=lambda msg: print(f"[rhcloud] {msg}", flush=True))
     print(summary)
     return 0
 

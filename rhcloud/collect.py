@@ -13,6 +13,7 @@ A climatology is an ``xr.Dataset`` on the dataset's native grid with ``flux``
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from tqdm.auto import tqdm
 
 from rhcloud import grids
 from rhcloud.climatology import PeriodError, period_mean
@@ -162,7 +164,8 @@ def land_total(clim: xr.Dataset) -> float:
     return float(np.sum(f[ok] * w[ok]) * PG_PER_G)
 
 
-def _compute_all(lazy: Sequence[xr.Dataset], client) -> list[xr.Dataset | BaseException]:
+def _compute_all(lazy: Sequence[xr.Dataset], client,
+                 progress: bool = False) -> list[xr.Dataset | BaseException]:
     """Compute each dataset's flux on the cluster (only the lazy flux travels; fx fields
     stay on the client); an exception is returned in place of a failed dataset."""
     import dask
@@ -177,7 +180,9 @@ def _compute_all(lazy: Sequence[xr.Dataset], client) -> list[xr.Dataset | BaseEx
                 values.append(exc)
     else:
         values = []
-        for fut in client.compute(arrays):
+        futures = client.compute(arrays)
+        for fut in tqdm(futures, desc="climatologies", unit="dataset",
+                        disable=not progress or not sys.stderr.isatty()):
             try:
                 values.append(fut.result())
             except Exception as exc:  # noqa: BLE001
@@ -217,7 +222,8 @@ def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
             lazy_rows.append(row)
     if on_progress:
         on_progress(f"opened {len(lazy)} of {len(rows)} stores; computing climatologies")
-    for row, item in zip(lazy_rows, _compute_all(lazy, client), strict=True):
+    for row, item in zip(lazy_rows, _compute_all(lazy, client, on_progress is not None),
+                         strict=True):
         if isinstance(item, BaseException):
             reason = _reason(item)
             if not isinstance(item, DatasetError):

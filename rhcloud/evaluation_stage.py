@@ -155,5 +155,7 @@ def _with_ensemble(metrics: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFrame:
     ens = g.mean().reset_index().assign(member_id="ensemble")
     sd = g.std(ddof=1).add_suffix("_member_sd").reset_index()
     ens = ens.merge(sd, on="source_id")
-    ens["bias_exceeds_member_spread"] = ens["bias"].abs() > 2 * ens["bias_member_sd"].fillna(0)
+    # "exceeds": |bias| > 2 × the spread of the bias across members; undefined for 1 member
+    sd = ens["bias_member_sd"]
+    ens["bias_exceeds_member_spread"] = (ens["bias"].abs() > 2 * sd).where(sd.notna())
     return pd.concat([metrics, ens], ignore_index=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
 from rhcloud.evaluation_stage import evaluate_run
+from rhcloud.sites import site_metrics
 from rhcloud.stack import stack_fields
 
 
@@ -72,7 +74,8 @@ def totals_table(collected: Collected) -> pd.DataFrame:
     rows = [{"kind": "model", "name": c.attrs["source_id"], "member_id": c.attrs["member_id"],
              "variable_id": c.attrs["variable_id"], "total_PgC_yr": c.attrs["land_total_PgC_yr"]}
             for c in collected.climatologies]
-    cols = ["kind", "name", "member_id", "variable_id", "total_PgC_yr"]
+    # the contract's columns first; variable_id added after them (rh and npp totals)
+    cols = ["kind", "name", "member_id", "total_PgC_yr", "variable_id"]
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["variable_id", "name", "member_id"]).reset_index(drop=True)
 
@@ -128,28 +131,39 @@ def _ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[METRIC_COLUMNS + rest]
 
 
-def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None) -> RunResult:
-    """Run every stage of ``config``; ``client`` reuses an existing Dask client."""
+def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None,
+                 progress: Callable[[str], None] | None = None) -> RunResult:
+    """Run every stage of ``config``; ``client`` reuses an existing Dask client.
+    ``progress`` receives a line per stage (the CLI prints them; a terminal also gets a bar
+    for the climatologies and the dashboard link of a distributed cluster)."""
+    say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     cat = catalog.open_catalog(config.catalog, config.storage_options)
     selection, _ = catalog.select(cat.df, config)
     missing = catalog.missing_models(selection, config)
     timings["catalog"] = time.perf_counter() - t0
+    say(f"catalog: {len(selection)} datasets selected")
     with client_for(config.cluster, client) as dask_client:
+        link = getattr(dask_client, "dashboard_link", None)
+        say(f"cluster: {link}" if link else "cluster: ready")
         t0 = time.perf_counter()
-        collected = collect_climatologies(selection, config, dask_client, chunks)
+        collected = collect_climatologies(selection, config, dask_client, chunks,
+                                          on_progress=progress)
         timings["climatology"] = time.perf_counter() - t0
     if len(collected.climatologies) < config.min_datasets:
         excluded = excluded_table(selection, missing, collected, [])
         raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
                            f"(min_datasets={config.min_datasets}); excluded:\n"
                            + excluded.to_string(index=False))
+    say(f"climatology: {len(collected.climatologies)} done, {len(collected.excluded)} excluded")
     t0 = time.perf_counter()
     reference = grids.reference_grid(config.reference_grid)
     fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
     results = _reference_fields(fields, config, reference)
     timings["regrid"] = time.perf_counter() - t0
+    say(f"regrid: on {config.reference_grid}, largest relative change of a land total "
+        f"{conservation['rel_error'].abs().max():.1e}")
     t0 = time.perf_counter()
     totals = totals_table(collected)
     ev = evaluate_run(config, results, totals, reference)
@@ -160,7 +174,9 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         "model_metrics": _ordered_metrics(ev.metrics),
         "regrid_conservation": pd.concat([conservation, ev.conservation], ignore_index=True),
         "excluded": excluded_table(selection, missing, collected, ev.excluded),
+        "site_metrics": site_metrics(results),
     }
+    say("evaluation: products, Table 1, residuals and SRDB sites done")
     result = RunResult(config, selection, collected, tables, results, ev.skipped, timings)
     write_outputs(result)
     t0 = time.perf_counter()

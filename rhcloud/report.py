@@ -235,6 +235,14 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
         sections.append(("Regridding conservation", table_section(
             cons, f"Largest relative change of a land total: {worst['rel_error']:.1e} "
                   f"({worst['name']}).")))
+    site = tables.get("site_metrics", pd.DataFrame())
+    if not site.empty:
+        shown = site[site["member_id"].isin(["ensemble", ""])]
+        sections.append(("Site-level check against SRDB", table_section(
+            shown, "Annual Rh at the Soil Respiration Database records without manipulation "
+                   "(Bond-Lamberty & Thomson 2010), against the reference-grid cell holding "
+                   "each site: RMSE and bias in g C m-2 yr-1 (model member means and "
+                   "products; every member in tables/site_metrics.csv).")))
     sections += extra_sections or []
     sections.append(("Excluded datasets", table_section(tables.get("excluded",
                                                                    pd.DataFrame()))))
