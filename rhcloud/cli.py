@@ -60,7 +60,7 @@ def cmd_catalog(args) -> int:
     return 0
 
 
-def _run(config, output: Path | None) -> int:
+def _run(config, output: str | None) -> int:
     from rhcloud.pipeline import run_pipeline
 
     if output is not None:
@@ -90,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p = sub.add_parser("run", help="run the evaluation described by a config")
     p.add_argument("config", type=Path)
-    p.add_argument("--output", type=Path, default=None)
+    p.add_argument("--output", default=None, help="directory or object-store URL")
     p = sub.add_parser("demo", help="generate the demo world (once) and run on it")
     p.add_argument("--world", type=Path, default=DEMO_WORLD)
-    p.add_argument("--output", type=Path, default=DEMO_OUTPUT)
+    p.add_argument("--output", default=str(DEMO_OUTPUT), help="directory or object-store URL")
     return parser
 
 

@@ -20,6 +20,7 @@ from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
 from rhcloud.evaluation_stage import evaluate_run
+from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
 from rhcloud.stack import stack_fields
 
@@ -97,15 +98,31 @@ def excluded_table(selection: pd.DataFrame, selection_missing: list[tuple[str, s
 METRIC_COLUMNS = ["source_id", "member_id", "n_within_mad", "rmse", "r2", "total_PgC_yr"]
 
 
-def write_outputs(result: RunResult) -> None:
-    out = Path(result.config.output)
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("rhcloud", "numpy", "xarray", "dask", "distributed", "zarr", "intake-esm",
+                "gcsfs", "fsspec", "scipy", "statsmodels", "pygam", "xarray-regrid",
+                "rioxarray", "cftime"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_outputs(result: RunResult, out: Path) -> None:
+    """Tables, results.zarr and provenance.json under the local directory ``out``."""
     (out / "tables").mkdir(parents=True, exist_ok=True)
     for name, table in result.tables.items():
         table.to_csv(out / "tables" / f"{name}.csv", index=False)
     result.results.to_zarr(out / "results.zarr", mode="w", consolidated=True, zarr_format=2)
     provenance = {
         "rhcloud_version": __version__,
-        "config": result.config.to_dict(),
+        "packages": package_versions(),
+        "config": redact(result.config.to_dict()),
+        "catalog_rows": result.selection.astype(str).to_dict(orient="records"),
         "datasets": [dict(c.attrs) for c in result.collected.climatologies],
         "skipped": result.skipped,
         "timings_s": result.timings,
@@ -178,8 +195,10 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
     }
     say("evaluation: products, Table 1, residuals and SRDB sites done")
     result = RunResult(config, selection, collected, tables, results, ev.skipped, timings)
-    write_outputs(result)
-    t0 = time.perf_counter()
-    report.build_report(Path(config.output), results, tables, result.summary_notes())
-    timings["report"] = time.perf_counter() - t0
+    with staged_output(config.output, config.storage_options) as out:
+        t0 = time.perf_counter()
+        report.build_report(out, results, tables, result.summary_notes())
+        timings["report"] = time.perf_counter() - t0
+        write_outputs(result, out)
+    say(f"outputs written to {config.output}")
     return result

@@ -48,8 +48,10 @@ def run_output(gcs_world, small_world, tmp_path_factory):
                   cluster={"kind": "local", "n_workers": 2})
     tmp = tmp_path_factory.mktemp("run")
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
+    # outputs go to the bucket too, as in a batch job, and are fetched back to be checked
+    assert main(["run", str(tmp / "run.yaml"), "--output", "gs://cmip6/runs/e2e"]) == 0
     out = tmp / "out"
-    assert main(["run", str(tmp / "run.yaml"), "--output", str(out)]) == 0
+    fs.get("cmip6/runs/e2e/", str(out), recursive=True)
     return out
 
 
