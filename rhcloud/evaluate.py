@@ -16,6 +16,8 @@ Definitions (units g C m-2 yr-1 unless stated):
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -25,10 +27,19 @@ def obs_median_mad(products: xr.DataArray, dim: str = "product") -> tuple[xr.Dat
                                                                             xr.DataArray]:
     """Per-cell median of the products and their median absolute deviation (unscaled).
     A cell needs every product to be finite."""
+    products = products.load()
     complete = products.notnull().all(dim)
-    med = products.median(dim).where(complete)
-    mad = np.abs(products - med).median(dim).where(complete)
+    med = _median(products, dim).where(complete)
+    mad = _median(np.abs(products - med), dim).where(complete)
     return med.rename("obs_median"), mad.rename("obs_mad")
+
+
+def _median(da: xr.DataArray, dim: str) -> xr.DataArray:
+    """NaN-skipping median, computed now; ocean cells are all-NaN by design, so numpy's
+    warning about them says nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        return da.median(dim).compute()
 
 
 def member_mean(models: xr.DataArray) -> xr.DataArray:
@@ -90,7 +101,7 @@ def esm_residual(models: xr.DataArray, median: xr.DataArray, *,
     dim = "dataset" if per_member else "source_id"
     res = fields - median
     return xr.Dataset({
-        "residual_median": res.median(dim).assign_attrs(
+        "residual_median": _median(res, dim).assign_attrs(
             units="g m-2 yr-1", long_name="median over models of model - obs median"),
         "residual_mean": res.mean(dim).assign_attrs(
             units="g m-2 yr-1", long_name="mean over models of model - obs median"),

@@ -33,7 +33,7 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 3  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 4  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
 
 VARIABLE_ATTRS = {
@@ -358,7 +358,7 @@ def generate_world(root: str | Path, params: WorldParams | None = None, *,
                        "length_scale_km": planted.ERROR_LENGTH_KM,
                        "nlme_range_km": planted.ERROR_LENGTH_KM * np.sqrt(2.0),
                        "sd_g_m2_yr": planted.ERROR_SD_G_M2_YR},
-            "per_model_sd_g_m2_yr": 0.5 * planted.ERROR_SD_G_M2_YR,
+            "per_model_sd_g_m2_yr": planted.OWN_SD_FRACTION * planted.ERROR_SD_G_M2_YR,
             "member_spread": "multiplicative, sd 0.03, length scale 1500 km",
         },
         "bias_drivers": {

@@ -24,7 +24,8 @@ R0_G_M2_YR = 281.0
 # Correlated model-error structure (written to truth.json). A Gaussian covariance
 # exp(-|p-q|² / (2 ℓ²)) in chordal distance equals nlme's corGaus with range = ℓ·√2.
 ERROR_LENGTH_KM = 700.0
-ERROR_SD_G_M2_YR = 30.0
+ERROR_SD_G_M2_YR = 60.0
+OWN_SD_FRACTION = 0.8  # each model's own correlated error, relative to the common one
 N_FEATURES = 400
 
 # The planted bias driver: models respire too much where it is wet, too little where dry.
@@ -126,7 +127,7 @@ class ModelTruth:
     def rh(self, lat: np.ndarray, lon: np.ndarray, common: SmoothNoise,
            member_index: int = 0) -> np.ndarray:
         """The model's 1990–2010 mean Rh (g C m-2 yr-1) for one member (0 = first)."""
-        own = SmoothNoise.from_seed(self.seed, sd=0.5 * ERROR_SD_G_M2_YR)
+        own = SmoothNoise.from_seed(self.seed, sd=OWN_SD_FRACTION * ERROR_SD_G_M2_YR)
         field = self.scale * true_rh(lat, lon) + map_bias(lat, lon) + common(lat, lon) \
             + own(lat, lon)
         if member_index:
