@@ -92,7 +92,10 @@ def period_mean(flux: xr.DataArray, period: tuple[int, int],
     n_years = period[1] - period[0] + 1
     year_days = days.sum() / n_years
     w = xr.DataArray(days / days.sum(), dims="time")
-    sel = flux.isel(time=np.flatnonzero(inside))
+    idx = np.flatnonzero(inside)
+    # a contiguous period is a slice: dask then reads whole chunks without a gather step
+    contiguous = idx.size and np.all(np.diff(idx) == 1)
+    sel = flux.isel(time=slice(idx[0], idx[-1] + 1) if contiguous else idx)
     mean = (sel * w.assign_coords(time=sel["time"])).sum("time", skipna=False)
     if per_year:  # value per calendar year already: × kg/unit only
         to_g = factor * G_PER_KG

@@ -1,6 +1,16 @@
 """Dask clients for a run: a LocalCluster sized to the machine (default), an existing
 scheduler by address, or a dask-gateway cluster. The cluster a run starts is shut down when
-the run ends, also on errors; a client the caller already has is used as is."""
+the run ends, also on errors; a client the caller already has is used as is.
+
+``cluster:`` options by kind (YAML):
+
+- ``local``: ``n_workers``, ``threads_per_worker``, ``memory_limit``, ``processes``;
+- ``address``: ``address: tcp://host:8786``;
+- ``gateway``: ``address``, ``proxy_address`` (default: dask config, i.e. the hub's
+  ``DASK_GATEWAY__ADDRESS``/``DASK_GATEWAY__PROXY_ADDRESS``), ``auth`` (see
+  ``gateway_auth``), ``cluster_options`` (what the gateway exposes, e.g. ``worker_cores``,
+  ``worker_memory``, ``image``), ``workers`` (fixed size) or ``adapt: {minimum, maximum}``.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +31,61 @@ def _local(options: dict[str, Any]):
         memory_limit=options.get("memory_limit", "auto"),
         dashboard_address=options.get("dashboard_address", ":0"),
     )
-    return Client(cluster), cluster
+    return Client(cluster), cluster.close
+
+
+def gateway_auth(spec: str | dict[str, Any] | None):
+    """A dask-gateway auth object from the config: None (the gateway's configured default,
+    e.g. ``DASK_GATEWAY__AUTH__TYPE`` on a hub), a type name (``jupyterhub`` reads
+    ``JUPYTERHUB_API_TOKEN``, ``kerberos``), or ``{type: basic, username: ...,
+    password_env: VAR}``. Secrets are read from the environment, never from the config."""
+    if spec is None:
+        return None
+    from dask_gateway.auth import BasicAuth, get_auth
+
+    if isinstance(spec, str):
+        return get_auth(spec)
+    kind = spec.get("type", "basic")
+    if kind != "basic":
+        return get_auth(kind)
+    var = spec.get("password_env")
+    if "password" in spec:
+        raise ValueError("cluster.auth: put the password in an environment variable and name "
+                         "it with password_env; a config never holds secrets")
+    password = os.environ.get(var) if var else None
+    if var and password is None:
+        raise ValueError(f"cluster.auth: environment variable {var} is not set")
+    return BasicAuth(spec.get("username"), password)
+
+
+def _gateway(options: dict[str, Any]):
+    from dask_gateway import Gateway
+
+    gateway = Gateway(address=options.get("address"),
+                      proxy_address=options.get("proxy_address"),
+                      public_address=options.get("public_address"),
+                      auth=gateway_auth(options.get("auth")))
+    cluster = gateway.new_cluster(**dict(options.get("cluster_options") or {}))
+    try:
+        adapt = options.get("adapt")
+        if adapt:
+            cluster.adapt(minimum=int(adapt.get("minimum", 1)),
+                          maximum=int(adapt.get("maximum", 10)))
+        else:
+            cluster.scale(int(options.get("workers", 2)))
+        client = cluster.get_client()
+        if not adapt and options.get("wait_for_workers", True):
+            client.wait_for_workers(1, timeout=float(options.get("timeout", 300)))
+    except BaseException:
+        cluster.shutdown()
+        gateway.close()
+        raise
+
+    def teardown() -> None:
+        cluster.shutdown()
+        gateway.close()
+
+    return client, teardown
 
 
 @contextmanager
@@ -36,17 +100,19 @@ def client_for(cluster: dict[str, Any] | None, client=None) -> Iterator[Any]:
     kind = options.pop("kind", "local")
     if kind == "local":
         client, owned = _local(options)
+    elif kind == "gateway":
+        client, owned = _gateway(options)
     elif kind == "address":
         from distributed import Client
 
         if "address" not in options:
             raise ValueError("cluster: kind 'address' needs an 'address' (tcp://host:port)")
-        client, owned = Client(options["address"]), None
+        client, owned = Client(options["address"]), None  # not ours to stop
     else:
         raise ValueError(f"cluster: unknown kind {kind!r}; expected local, address or gateway")
     try:
         yield client
     finally:
         client.close()
-        if owned is not None:
-            owned.close()
+        if owned is not None:  # stop what this run started (LocalCluster, gateway cluster)
+            owned()

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,31 +165,16 @@ def land_total(clim: xr.Dataset) -> float:
     return float(np.sum(f[ok] * w[ok]) * PG_PER_G)
 
 
-def _compute_all(lazy: Sequence[xr.Dataset], client,
-                 progress: bool = False) -> list[xr.Dataset | BaseException]:
-    """Compute each dataset's flux on the cluster (only the lazy flux travels; fx fields
-    stay on the client); an exception is returned in place of a failed dataset."""
+def _value(ds: xr.Dataset, future) -> xr.Dataset | BaseException:
+    """The computed dataset (its flux from ``future``, or computed here without a cluster),
+    or the exception that stopped it: one dataset's failure stays its own."""
     import dask
 
-    arrays = [ds["flux"].data for ds in lazy]
-    if client is None:
-        values: list = []
-        for a in arrays:
-            try:
-                values.append(dask.compute(a)[0])
-            except Exception as exc:  # noqa: BLE001 - isolate one dataset's failure
-                values.append(exc)
-    else:
-        values = []
-        futures = client.compute(arrays)
-        for fut in tqdm(futures, desc="climatologies", unit="dataset",
-                        disable=not progress or not sys.stderr.isatty()):
-            try:
-                values.append(fut.result())
-            except Exception as exc:  # noqa: BLE001
-                values.append(exc)
-    return [v if isinstance(v, BaseException) else ds.assign(flux=ds["flux"].copy(data=v))
-            for ds, v in zip(lazy, values, strict=True)]
+    try:
+        value = future.result() if future is not None else dask.compute(ds["flux"].data)[0]
+    except Exception as exc:  # noqa: BLE001 - isolate one dataset's failure
+        return exc
+    return ds.assign(flux=ds["flux"].copy(data=value))
 
 
 def _reason(exc: BaseException) -> str:
@@ -211,19 +197,26 @@ def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
         except Exception as exc:  # noqa: BLE001
             return exc
 
+    # Each dataset is submitted to the cluster as soon as its metadata is open, so reading
+    # the first stores' chunks on the workers overlaps opening the rest on the client. Only
+    # the lazy flux travels; the fx fields stay here.
+    pending = []
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, config.open_concurrency)) as pool:
-        prepared = list(pool.map(build, rows))
-    lazy, lazy_rows = [], []
-    for row, item in zip(rows, prepared, strict=True):
-        if isinstance(item, BaseException):
-            result.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
-        else:
-            lazy.append(item)
-            lazy_rows.append(row)
+        for row, item in zip(rows, pool.map(build, rows), strict=True):
+            if isinstance(item, BaseException):
+                result.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
+                continue
+            future = client.compute(item["flux"].data) if client is not None else None
+            pending.append((row, item, future))
     if on_progress:
-        on_progress(f"opened {len(lazy)} of {len(rows)} stores; computing climatologies")
-    for row, item in zip(lazy_rows, _compute_all(lazy, client, on_progress is not None),
-                         strict=True):
+        on_progress(f"opened {len(pending)} of {len(rows)} stores in "
+                    f"{time.perf_counter() - t0:.1f} s; "
+                    "computing climatologies")
+    bar = tqdm(pending, desc="climatologies", unit="dataset",
+               disable=on_progress is None or not sys.stderr.isatty())
+    for row, lazy, future in bar:
+        item = _value(lazy, future)
         if isinstance(item, BaseException):
             reason = _reason(item)
             if not isinstance(item, DatasetError):

@@ -47,6 +47,8 @@ class Config:
     drivers: dict[str, Any] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
     output: str = "./rhcloud-output"
+    # writing to your own bucket usually needs other credentials than reading Pangeo (anon)
+    output_storage_options: dict[str, Any] | None = None
     min_datasets: int = 1
     open_concurrency: int = 16
 

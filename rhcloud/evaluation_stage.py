@@ -25,17 +25,49 @@ class Evaluation:
     skipped: list[str] = field(default_factory=list)  # stages skipped and why
 
 
+def _fail(entry: dict[str, Any], exc: BaseException) -> dict[str, str]:
+    name = entry.get("name") or entry.get("reader", "?")
+    return {"zstore": str(entry.get("path", name)),
+            "reason": f"{name}: {type(exc).__name__}: {exc}"}
+
+
+def read_all(entries: list[dict[str, Any]], storage_options,
+             excluded: list[dict[str, str]]) -> list[tuple[dict, xr.Dataset]]:
+    """Every entry's reader output, computed once and all together (on the cluster when a
+    client is active); a file that fails is excluded, the others go on."""
+    import dask
+
+    lazy = []
+    for entry in entries:
+        try:
+            lazy.append((entry, products.read_entry(entry, storage_options)))
+        except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
+            excluded.append(_fail(entry, exc))
+    try:
+        done = dask.compute(*[ds for _, ds in lazy])
+        return [(entry, ds) for (entry, _), ds in zip(lazy, done, strict=True)]
+    except Exception:  # noqa: BLE001 - find the culprit one by one
+        out = []
+        for entry, ds in lazy:
+            try:
+                out.append((entry, ds.compute()))
+            except Exception as exc:  # noqa: BLE001
+                excluded.append(_fail(entry, exc))
+        return out
+
+
 def _read(entries: list[dict[str, Any]], reference: xr.Dataset, storage_options,
           excluded: list[dict[str, str]]) -> tuple[dict[str, xr.Dataset], list[dict]]:
     out, rows = {}, []
-    for entry in entries:
+    # read once: the readers' outputs are coarse (block-averaged), and the regrid and both
+    # conservation totals would otherwise each read the file again
+    for entry, native in read_all(entries, storage_options, excluded):
         name = entry.get("name") or entry.get("reader", "?")
         try:
-            native = products.read_entry(entry, storage_options)
             on_ref, row = products.to_reference(native, reference)
+            on_ref = on_ref.compute()
         except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
-            excluded.append({"zstore": str(entry.get("path", name)),
-                             "reason": f"{name}: {type(exc).__name__}: {exc}"})
+            excluded.append(_fail(entry, exc))
             continue
         out[name] = on_ref
         if row is not None:  # categorical fields have no total to conserve

@@ -228,3 +228,17 @@ def normalize_grid(lat: np.ndarray, lon: np.ndarray, lat_bnds: np.ndarray | None
     if notes:
         ds.attrs["bounds_note"] = "; ".join(notes)
     return ds
+
+
+def cdo_grid_description(grid: xr.Dataset, path: str | Path) -> Path:
+    """Write a CDO grid description (``lonlat`` with explicit bounds) of ``grid`` to ``path``,
+    for CDO's remapping operators (the paper's tool chain, our reference)."""
+    def fmt(a) -> str:
+        return " ".join(f"{v:.17g}" for v in np.asarray(a).ravel())
+
+    path = Path(path)
+    path.write_text("\n".join([
+        "gridtype = lonlat", f"xsize = {grid.sizes['lon']}", f"ysize = {grid.sizes['lat']}",
+        f"xvals = {fmt(grid.lon)}", f"xbounds = {fmt(grid.lon_bnds)}",
+        f"yvals = {fmt(grid.lat)}", f"ybounds = {fmt(grid.lat_bnds)}", ""]))
+    return path

@@ -161,6 +161,7 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
     missing = catalog.missing_models(selection, config)
     timings["catalog"] = time.perf_counter() - t0
     say(f"catalog: {len(selection)} datasets selected")
+    # the cluster serves every stage that reads data: climatologies, products, covariates
     with client_for(config.cluster, client) as dask_client:
         link = getattr(dask_client, "dashboard_link", None)
         say(f"cluster: {link}" if link else "cluster: ready")
@@ -168,24 +169,25 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         collected = collect_climatologies(selection, config, dask_client, chunks,
                                           on_progress=progress)
         timings["climatology"] = time.perf_counter() - t0
-    if len(collected.climatologies) < config.min_datasets:
-        excluded = excluded_table(selection, missing, collected, [])
-        raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
-                           f"(min_datasets={config.min_datasets}); excluded:\n"
-                           + excluded.to_string(index=False))
-    say(f"climatology: {len(collected.climatologies)} done, {len(collected.excluded)} excluded")
-    t0 = time.perf_counter()
-    reference = grids.reference_grid(config.reference_grid)
-    fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
-    results = _reference_fields(fields, config, reference)
-    timings["regrid"] = time.perf_counter() - t0
-    say(f"regrid: on {config.reference_grid}, largest relative change of a land total "
-        f"{conservation['rel_error'].abs().max():.1e}")
-    t0 = time.perf_counter()
-    totals = totals_table(collected)
-    ev = evaluate_run(config, results, totals, reference)
-    results = results.merge(ev.fields, compat="override")
-    timings["evaluate"] = time.perf_counter() - t0
+        if len(collected.climatologies) < config.min_datasets:
+            excluded = excluded_table(selection, missing, collected, [])
+            raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
+                               f"(min_datasets={config.min_datasets}); excluded:\n"
+                               + excluded.to_string(index=False))
+        say(f"climatology: {len(collected.climatologies)} done, "
+            f"{len(collected.excluded)} excluded")
+        t0 = time.perf_counter()
+        reference = grids.reference_grid(config.reference_grid)
+        fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
+        results = _reference_fields(fields, config, reference)
+        timings["regrid"] = time.perf_counter() - t0
+        say(f"regrid: on {config.reference_grid}, largest relative change of a land total "
+            f"{conservation['rel_error'].abs().max():.1e}")
+        t0 = time.perf_counter()
+        totals = totals_table(collected)
+        ev = evaluate_run(config, results, totals, reference)
+        results = results.merge(ev.fields, compat="override")
+        timings["evaluate"] = time.perf_counter() - t0
     tables = {
         "global_totals": pd.concat([totals, ev.totals], ignore_index=True),
         "model_metrics": _ordered_metrics(ev.metrics),
@@ -195,7 +197,9 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
     }
     say("evaluation: products, Table 1, residuals and SRDB sites done")
     result = RunResult(config, selection, collected, tables, results, ev.skipped, timings)
-    with staged_output(config.output, config.storage_options) as out:
+    out_opts = config.output_storage_options
+    with staged_output(config.output, config.storage_options if out_opts is None else out_opts) \
+            as out:
         t0 = time.perf_counter()
         report.build_report(out, results, tables, result.summary_notes())
         timings["report"] = time.perf_counter() - t0

@@ -42,3 +42,14 @@ def gcs_world(small_world, tmp_path_factory):
 
     with GCSEmulator(tmp_path_factory.mktemp("gcs"), seed=world_seed(small_world)) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory):
+    """A real dask-gateway server on loopback; yields (address, proxy_address, password)."""
+    from rhcloud.testing.gateway import LocalGateway
+
+    gw = LocalGateway(tmp_path_factory.mktemp("gateway"), password="planted-s3cr3t-Zq9",
+                      environment={"GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"})
+    with gw as address:
+        yield address, gw.proxy_address, gw.password

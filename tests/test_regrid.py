@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import dask.array as dsa
 import numpy as np
@@ -325,17 +324,6 @@ def test_xesmf_backend_is_refused_clearly_when_unavailable():
 
 # ------------------------------------------------------------------------ CDO parity
 
-def _cdo_grid_description(grid: xr.Dataset, path: Path) -> Path:
-    """CDO grid description (lonlat with explicit bounds) of a rhcloud grid."""
-    def fmt(a):
-        return " ".join(f"{v:.17g}" for v in np.asarray(a).ravel())
-    path.write_text("\n".join([
-        "gridtype = lonlat", f"xsize = {grid.sizes['lon']}", f"ysize = {grid.sizes['lat']}",
-        f"xvals = {fmt(grid.lon)}", f"xbounds = {fmt(grid.lon_bnds)}",
-        f"yvals = {fmt(grid.lat)}", f"ybounds = {fmt(grid.lat_bnds)}", ""]))
-    return path
-
-
 @pytest.mark.cdo
 @pytest.mark.skipif(shutil.which("cdo") is None, reason="cdo not installed")
 @pytest.mark.parametrize("src_name", ["UKESM1-0-LL", "MPI-ESM1-2-LR"])
@@ -349,7 +337,7 @@ def test_cdo_remapcon_parity(tmp_path, src_name):
                      "lat_bnds": src.lat_bnds, "lon_bnds": src.lon_bnds},
                     coords={"lat": src.lat, "lon": src.lon})
     ds.to_netcdf(tmp_path / "in.nc")
-    target = _cdo_grid_description(T127, tmp_path / "t127.txt")
+    target = grids.cdo_grid_description(T127, tmp_path / "t127.txt")
     subprocess.run(["cdo", "-s", f"remapcon,{target}", str(tmp_path / "in.nc"),
                     str(tmp_path / "out.nc")], check=True, capture_output=True)
     with xr.open_dataset(tmp_path / "out.nc") as cdo_out:

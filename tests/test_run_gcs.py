@@ -30,7 +30,16 @@ CONTRACT_TABLES = {
 
 
 @pytest.fixture(scope="module")
-def run_output(gcs_world, small_world, tmp_path_factory):
+def scratch_bucket(tmp_path_factory):
+    """A second, empty bucket for outputs (as a user's own scratch bucket)."""
+    from rhcloud.testing.emulator import GCSEmulator
+
+    with GCSEmulator(tmp_path_factory.mktemp("scratch"), bucket="scratch") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def run_output(gcs_world, small_world, scratch_bucket, tmp_path_factory):
     fs = gcsfs.GCSFileSystem(token="anon", endpoint_url=gcs_world)
     # a catalog with one more model whose only store is missing, uploaded through the API
     df = pd.read_csv(small_world / "pangeo-cmip6.csv")
@@ -45,13 +54,15 @@ def run_output(gcs_world, small_world, tmp_path_factory):
     config = yaml.safe_load((small_world / "run.yaml").read_text())
     config.update(catalog="gs://cmip6/with-broken.json", models="all", members="all",
                   storage_options={"token": "anon", "endpoint_url": gcs_world},
-                  cluster={"kind": "local", "n_workers": 2})
+                  cluster={"kind": "local", "n_workers": 2},
+                  output_storage_options={"token": "anon", "endpoint_url": scratch_bucket})
     tmp = tmp_path_factory.mktemp("run")
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
-    # outputs go to the bucket too, as in a batch job, and are fetched back to be checked
-    assert main(["run", str(tmp / "run.yaml"), "--output", "gs://cmip6/runs/e2e"]) == 0
+    # outputs go to a bucket, as in a batch job, and are fetched back to be checked
+    assert main(["run", str(tmp / "run.yaml"), "--output", "gs://scratch/runs/e2e"]) == 0
     out = tmp / "out"
-    fs.get("cmip6/runs/e2e/", str(out), recursive=True)
+    scratch = gcsfs.GCSFileSystem(token="anon", endpoint_url=scratch_bucket)
+    scratch.get("scratch/runs/e2e/", str(out), recursive=True)
     return out
 
 
