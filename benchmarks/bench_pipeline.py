@@ -29,13 +29,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import dask
 import numpy as np
 import xarray as xr
 
-from rhcloud import catalog, grids, products
+from rhcloud import catalog, grids
 from rhcloud.climatology import select_period
 from rhcloud.config import load_config
+from rhcloud.evaluation_stage import read_all
 from rhcloud.ingest import open_store
 from rhcloud.pipeline import run_pipeline
 from rhcloud.world import WorldParams, generate_world
@@ -54,7 +54,9 @@ def read_once(selection, config, client) -> float:
     # rasters, block-average, as their readers do) each once
     entries = [*config.products, *([config.npp_reference] if config.npp_reference else []),
                *config.covariates.values()]
-    dask.compute(*[products.read_entry(e, config.storage_options) for e in entries])
+    failed: list[dict] = []
+    read_all(entries, config.storage_options, failed)
+    assert not failed, failed
     return time.perf_counter() - t0
 
 

@@ -11,6 +11,7 @@ from rhcloud.config import ConfigError, load_config
 
 DEMO_WORLD = Path("demo-world")
 DEMO_OUTPUT = Path("demo-output")
+DEMO_DRIVERS_GRID = "BCC-ESM1"
 
 
 def _add_world(sub) -> None:
@@ -79,6 +80,9 @@ def cmd_demo(args) -> int:
 
     root = generate_world(args.world, WorldParams())
     config = load_config(root / "run.yaml")
+    # the demo fits the drivers on a T42 grid (~2,500 land cells) to stay within minutes on
+    # 2 cores; a real run fits the whole residual field on the reference grid
+    config.drivers.setdefault("grid", DEMO_DRIVERS_GRID)
     return _run(config, args.output)
 
 
@@ -91,13 +95,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the evaluation described by a config")
     p.add_argument("config", type=Path)
     p.add_argument("--output", default=None, help="directory or object-store URL")
+    from rhcloud.drivers.cli import add_parser as add_drivers_parser
+
+    add_drivers_parser(sub)
     p = sub.add_parser("demo", help="generate the demo world (once) and run on it")
     p.add_argument("--world", type=Path, default=DEMO_WORLD)
     p.add_argument("--output", default=str(DEMO_OUTPUT), help="directory or object-store URL")
     return parser
 
 
-COMMANDS = {"world": cmd_world, "catalog": cmd_catalog, "run": cmd_run, "demo": cmd_demo}
+def cmd_drivers(args) -> int:
+    from rhcloud.drivers.cli import run
+
+    return run(args)
+
+
+COMMANDS = {"world": cmd_world, "catalog": cmd_catalog, "run": cmd_run, "demo": cmd_demo,
+            "drivers": cmd_drivers}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,17 +43,17 @@ def read_all(entries: list[dict[str, Any]], storage_options,
             lazy.append((entry, products.read_entry(entry, storage_options)))
         except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
             excluded.append(_fail(entry, exc))
-    try:
-        done = dask.compute(*[ds for _, ds in lazy])
-        return [(entry, ds) for (entry, _), ds in zip(lazy, done, strict=True)]
-    except Exception:  # noqa: BLE001 - find the culprit one by one
-        out = []
-        for entry, ds in lazy:
-            try:
-                out.append((entry, ds.compute()))
-            except Exception as exc:  # noqa: BLE001
-                excluded.append(_fail(entry, exc))
-        return out
+    # persist all at once (the cluster reads them in parallel), then collect one by one so
+    # that a failing file is its own failure. (A single dask.compute over several readers'
+    # Datasets is cancelled with "lost dependencies" by distributed 2026.8; persist is not.)
+    persisted = dask.persist(*[ds for _, ds in lazy])
+    out = []
+    for (entry, _), ds in zip(lazy, persisted, strict=True):
+        try:
+            out.append((entry, ds.compute()))
+        except Exception as exc:  # noqa: BLE001
+            excluded.append(_fail(entry, exc))
+    return out
 
 
 def _read(entries: list[dict[str, Any]], reference: xr.Dataset, storage_options,

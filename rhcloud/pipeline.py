@@ -19,6 +19,7 @@ from rhcloud import __version__, catalog, grids, onegrid, report
 from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
+from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers
 from rhcloud.evaluation_stage import evaluate_run
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
@@ -148,6 +149,21 @@ def _ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[METRIC_COLUMNS + rest]
 
 
+def drivers_sections(drivers, figdir: Path) -> list[tuple[str, str]]:
+    """Report sections of the drivers stage: AIC table, GAMM terms, the factor decision and
+    the partial-effect figures."""
+    if not drivers.results:
+        return []
+    figs = drivers_figures(drivers, figdir)
+    body = report.figure_section(figs)
+    for r in drivers.results:
+        note = f"{r.residual_label} residual, n = {r.best.n}: lowest AIC {r.best.structure}"
+        if r.gamm is not None:
+            note += f"; {r.gamm.decision}"
+        body += report.table_section(r.gamm_terms(), note)
+    return [("Drivers of the residual (GLS, GAMM)", body)]
+
+
 def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> RunResult:
     """Run every stage of ``config``; ``client`` reuses an existing Dask client.
@@ -196,12 +212,25 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         "site_metrics": site_metrics(results),
     }
     say("evaluation: products, Table 1, residuals and SRDB sites done")
-    result = RunResult(config, selection, collected, tables, results, ev.skipped, timings)
+    t0 = time.perf_counter()
+    drivers = run_drivers(results, config.drivers)
+    tables.update(drivers_tables(drivers))
+    if drivers.excluded:
+        tables["excluded"] = pd.concat([tables["excluded"], pd.DataFrame(drivers.excluded)],
+                                       ignore_index=True)
+    timings["drivers"] = time.perf_counter() - t0
+    if drivers.results:
+        say("drivers: " + "; ".join(
+            f"{r.residual_label} residual: best GLS {r.best.structure}"
+            f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results))
+    result = RunResult(config, selection, collected, tables, results,
+                       ev.skipped + drivers.skipped, timings)
     out_opts = config.output_storage_options
     with staged_output(config.output, config.storage_options if out_opts is None else out_opts) \
             as out:
         t0 = time.perf_counter()
-        report.build_report(out, results, tables, result.summary_notes())
+        sections = drivers_sections(drivers, out / "figures")
+        report.build_report(out, results, tables, result.summary_notes(), sections)
         timings["report"] = time.perf_counter() - t0
         write_outputs(result, out)
     say(f"outputs written to {config.output}")

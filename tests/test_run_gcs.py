@@ -26,6 +26,10 @@ CONTRACT_TABLES = {
     "regrid_conservation": ["name", "member_id", "total_native_PgC_yr",
                             "total_regridded_PgC_yr", "rel_error"],
     "excluded": ["zstore", "reason"],
+    "gls_aic": ["structure", "nugget", "method", "loglik", "aic", "bic", "range",
+                "nugget_value", "n"],
+    "gamm_terms": ["term", "edf", "stat", "p_value"],
+    "gamm_effects": ["residual", "term", "x", "effect", "se"],
 }
 
 
@@ -55,7 +59,8 @@ def run_output(gcs_world, small_world, scratch_bucket, tmp_path_factory):
     config.update(catalog="gs://cmip6/with-broken.json", models="all", members="all",
                   storage_options={"token": "anon", "endpoint_url": gcs_world},
                   cluster={"kind": "local", "n_workers": 2},
-                  output_storage_options={"token": "anon", "endpoint_url": scratch_bucket})
+                  output_storage_options={"token": "anon", "endpoint_url": scratch_bucket},
+                  drivers={"grid": "regular:5", "structures": ["rational", "exponential"]})
     tmp = tmp_path_factory.mktemp("run")
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
     # outputs go to a bucket, as in a batch job, and are fetched back to be checked
@@ -74,7 +79,17 @@ def test_every_contract_file_written(run_output):
         assert (run_output / f).exists(), f
     figs = {p.name for p in (run_output / "figures").glob("*.png")}
     assert {"global_totals.png", "products.png", "model_residuals.png", "esm_residual.png",
-            "zonal_means.png", "product_differences.png", "model_mean.png"} <= figs
+            "zonal_means.png", "product_differences.png", "model_mean.png",
+            "gamm_effects_median.png", "gamm_effects_mean.png", "gls_aic_median.png"} <= figs
+
+
+def test_drivers_find_the_planted_map_driver(run_output):
+    terms = pd.read_csv(run_output / "tables" / "gamm_terms.csv")
+    assert set(terms.residual) == {"median", "mean"}
+    aic = pd.read_csv(run_output / "tables" / "gls_aic.csv")
+    assert set(aic.structure) == {"rational", "exponential", "none"}
+    mean_map = terms[(terms.residual == "mean") & (terms.term == "s(MAP)")]
+    assert float(mean_map.p_value.iloc[0]) < 0.05
 
 
 def test_broken_model_excluded_run_completes(run_output):

@@ -33,7 +33,7 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 4  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 5  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
 
 VARIABLE_ATTRS = {
@@ -243,9 +243,10 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
                          "table_id": "fx", "variable_id": var, "rel": rel, "version": VERSION})
 
     for k, member in enumerate(members):
-        rh = truth.rh(lat2, lon2, common, member_index=k)
-        rh[ocean] = 0.0
-        fields = {"rh": rh, "npp": rh * truth.npp_ratio}
+        fields = {"rh": truth.rh(lat2, lon2, common, member_index=k),
+                  "npp": truth.npp(lat2, lon2, member_index=k)}
+        for f in fields.values():
+            f[ocean] = 0.0
         for var in params.variables:
             clim = fields[var]
             versions = [(VERSION, 1.0)]

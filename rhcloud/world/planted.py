@@ -137,6 +137,16 @@ class ModelTruth:
         return np.maximum(field, 0.0)
 
 
+    def npp(self, lat: np.ndarray, lon: np.ndarray, member_index: int = 0) -> np.ndarray:
+        """The model's 1990–2010 mean NPP (g C m-2 yr-1): its own scale of the truth times
+        its NPP/Rh ratio, plus an NPP error of its own — independent of the Rh bias driver
+        and of the common Rh error, so that the NPP residual is a driver distinct from them."""
+        err = SmoothNoise.from_seed(self.seed + 5000 + member_index, sd=NPP_ERROR_SD_G_M2_YR)
+        return np.maximum(self.npp_ratio * self.scale * true_rh(lat, lon) + err(lat, lon), 0.0)
+
+
+NPP_ERROR_SD_G_M2_YR = 40.0
+
 MODEL_SCALES: dict[str, tuple[float, float]] = {
     # source_id: (scale of true Rh, NPP/Rh ratio); totals span roughly 29–78 Pg C yr-1
     "BCC-CSM2-MR": (0.85, 1.10),

@@ -1,0 +1,220 @@
+"""Python API of the drivers stage: GLS model selection by AIC, then a GAMM.
+
+>>> res = fit_drivers(ds, response="residual", smooth=["MAT", "MAP", "SOC", "NPPres"],
+...                   factor=["lithology"], residual_label="median")
+>>> res.write("out")          # out/tables/gls_aic.csv, gamm_terms.csv, gamm_effects.csv
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .correlation import SPHERE_VALID, STRUCTURES, canonical
+from .distances import chordal_km, chordal_to_great_circle, lonlat_euclidean
+from .gamm import GAMMSelection, fit_gamm_select
+from .gls import GLSFit, aic_table
+
+GLS_COLUMNS = ["structure", "nugget", "method", "loglik", "aic", "bic", "range", "nugget_value", "n"]
+TERMS_COLUMNS = ["term", "edf", "stat", "p_value"]
+EFFECTS_COLUMNS = ["residual", "term", "x", "effect", "se"]
+
+
+@dataclass
+class DriversResult:
+    """GLS AIC table, the chosen structure and the GAMM (with the factor decision)."""
+
+    response: str
+    residual_label: str
+    distance: str
+    gls_table: pd.DataFrame
+    gls_fits: list[GLSFit]
+    best: GLSFit
+    gamm: GAMMSelection | None
+    data: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def gls_aic(self) -> pd.DataFrame:
+        """``tables/gls_aic.csv`` rows (ranked by AIC; non-PD fits last with NaN AIC)."""
+        return self.gls_table[GLS_COLUMNS].copy()
+
+    def gamm_terms(self) -> pd.DataFrame:
+        """``tables/gamm_terms.csv`` rows: edf, F statistic and p-value of each term."""
+        if self.gamm is None:
+            return pd.DataFrame(columns=TERMS_COLUMNS)
+        return self.gamm.fit.terms[TERMS_COLUMNS].copy()
+
+    def gamm_effects(self, n_grid: int = 100) -> pd.DataFrame:
+        """``tables/gamm_effects.csv`` rows: partial effect and SE on a grid per smooth."""
+        if self.gamm is None:
+            return pd.DataFrame(columns=EFFECTS_COLUMNS)
+        eff = self.gamm.fit.effects(n_grid)
+        eff.insert(0, "residual", self.residual_label)
+        return eff[EFFECTS_COLUMNS]
+
+    def summary(self) -> dict:
+        """JSON-able summary: chosen structure, GAMM fit, the factor decision, timings."""
+        out = {"response": self.response, "residual": self.residual_label,
+               "distance": self.distance, "n": int(self.best.n),
+               "gls_best": {"structure": self.best.structure, "nugget": self.best.nugget,
+                            "range": self.best.range, "nugget_value": self.best.nugget_value,
+                            "aic": self.best.aic},
+               "timings_s": self.timings}
+        if self.gamm is not None:
+            g = self.gamm.fit
+            out["gamm"] = {"structure": g.structure, "nugget": g.nugget, "range": g.range,
+                           "nugget_value": g.nugget_value, "sigma": g.sigma,
+                           "loglik": g.loglik, "aic": g.aic, "factor": g.factor,
+                           "factor_decision": self.gamm.decision,
+                           "factor_dropped": self.gamm.factor_dropped}
+        return out
+
+    def write(self, directory: str | Path) -> dict[str, Path]:
+        """Write the three tables (and ``drivers_summary.json``) under ``directory/tables``."""
+        return write_tables([self], directory)
+
+
+def write_tables(results: list[DriversResult], directory: str | Path) -> dict[str, Path]:
+    """Write the tables of one or several results (e.g. median and mean residuals).
+
+    With several results, ``gls_aic.csv`` and ``gamm_terms.csv`` get a trailing
+    ``residual`` column; ``gamm_effects.csv`` always has its leading one.
+    """
+    tables = Path(directory) / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    many = len(results) > 1
+    parts: dict[str, list[pd.DataFrame]] = {"gls_aic": [], "gamm_terms": [], "gamm_effects": []}
+    for r in results:
+        g, t = r.gls_aic(), r.gamm_terms()
+        if many:
+            g["residual"] = r.residual_label
+            t["residual"] = r.residual_label
+        parts["gls_aic"].append(g)
+        parts["gamm_terms"].append(t)
+        parts["gamm_effects"].append(r.gamm_effects())
+    paths = {}
+    for name, frames in parts.items():
+        path = tables / f"{name}.csv"
+        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+        paths[name] = path
+    path = tables / "drivers_summary.json"
+    path.write_text(json.dumps([r.summary() for r in results], indent=2, default=float))
+    paths["summary"] = path
+    return paths
+
+
+def _to_frame(data, response: str, columns: list[str]) -> pd.DataFrame:
+    try:
+        import xarray as xr
+    except ImportError:  # pragma: no cover
+        xr = None
+    if xr is not None and isinstance(data, xr.Dataset):
+        ds = data[[response, *[c for c in columns if c in data.data_vars]]]
+        df = ds.to_dataframe().reset_index()
+    elif isinstance(data, pd.DataFrame):
+        df = data.copy()
+    else:
+        raise TypeError("data must be a pandas DataFrame or an xarray Dataset")
+    missing = [c for c in ["lon", "lat", response, *columns] if c not in df.columns]
+    if missing:
+        raise KeyError(f"missing columns: {missing}")
+    return df
+
+
+def distance_matrices(lon: np.ndarray, lat: np.ndarray, distance: str
+                      ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Distance matrices and the metric each structure uses.
+
+    ``"great-circle"`` (km): great-circle for exponential and spherical (valid on the
+    sphere), chordal km for gaussian, rational quadratic and linear, which are not
+    positive-definite in general on great-circle distance but are on chordal distance (a
+    Euclidean distance in R^3; linear excepted, flagged when not PD). ``"lonlat"``
+    (degrees): nlme's Euclidean ``~ lon + lat`` for every structure.
+    """
+    if distance == "lonlat":
+        d = lonlat_euclidean(lon, lat)
+        return {"lonlat": d}, dict.fromkeys(STRUCTURES, "lonlat")
+    if distance != "great-circle":
+        raise ValueError("distance must be 'great-circle' or 'lonlat'")
+    ch = chordal_km(lon, lat)
+    gc = chordal_to_great_circle(ch)
+    return ({"great-circle": gc, "chordal": ch},
+            {s: ("great-circle" if s in SPHERE_VALID else "chordal") for s in STRUCTURES})
+
+
+def fit_drivers(data, response: str, smooth: list[str] | None = None,
+                factor: list[str] | None = None, distance: str = "great-circle",
+                structures: list[str] | tuple[str, ...] = STRUCTURES,
+                nuggets: tuple[bool, ...] = (False, True), residual_label: str = "median",
+                gls_covariates: bool = True, gamm: bool = True, n_splines: int = 10,
+                alpha: float = 0.05, subsample: int = 1000) -> DriversResult:
+    """GLS AIC table over correlation structures, then the GAMM with the best one.
+
+    ``data``: a DataFrame with ``lon``, ``lat`` (degrees) and the columns, or an xarray
+    Dataset on (lat, lon) whose land cells are where ``response`` is finite. Rows with a
+    missing value in any used column are dropped. The GLS has an intercept, plus (with
+    ``gls_covariates``) linear terms in the smooth covariates and the factor. The GAMM is
+    ``response ~ s(smooth...) [+ factor]`` under the lowest-AIC structure (ML); the factor
+    is dropped when its p-value > ``alpha`` and the AIC is lower without it.
+    Ranges are in km (``great-circle``) or degrees (``lonlat``).
+    """
+    smooth = list(smooth or [])
+    factor = list(factor or [])
+    if len(factor) > 1:
+        raise ValueError("one factor term is supported")
+    fac = factor[0] if factor else None
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    df = _to_frame(data, response, smooth + factor)
+    used = ["lon", "lat", response, *smooth]
+    mask = np.ones(len(df), bool)
+    for c in used:
+        mask &= np.isfinite(pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64))
+    if fac is not None:
+        mask &= df[fac].notna().to_numpy()
+    df = df.loc[mask].reset_index(drop=True)
+    if len(df) < 10:
+        raise ValueError(f"only {len(df)} complete rows")
+    lon = df["lon"].to_numpy(np.float64)
+    lat = df["lat"].to_numpy(np.float64)
+    dmap, dfor = distance_matrices(lon, lat, distance)
+    timings["distances"] = time.perf_counter() - t0
+    cols, names = [np.ones(len(df))], ["(Intercept)"]
+    if gls_covariates:
+        for c in smooth:
+            cols.append(df[c].to_numpy(np.float64))
+            names.append(c)
+        if fac is not None:
+            lev = pd.Categorical(df[fac].astype(str))
+            for i, lv in enumerate(lev.categories[1:], start=1):
+                cols.append((lev.codes == i).astype(np.float64))
+                names.append(f"{fac}{lv}")
+    X = np.column_stack(cols)
+    y = df[response].to_numpy(np.float64)
+    t1 = time.perf_counter()
+    table, fits = aic_table(y, X, dmap, [canonical(s) for s in structures if s != "none"],
+                            nuggets=nuggets, coef_names=names, distance_for=dfor,
+                            subsample=subsample)
+    timings["gls"] = time.perf_counter() - t1
+    best = fits[0]
+    sel = None
+    if gamm and smooth:
+        t2 = time.perf_counter()
+        dist = dmap[dfor[best.structure]] if best.structure != "none" else None
+        start = None if best.structure == "none" else (best.range, max(best.nugget_value, 0.01))
+        sel = fit_gamm_select(df, response, smooth, dist, factor=fac, alpha=alpha,
+                              structure=best.structure, nugget=best.nugget, start=start,
+                              n_splines=n_splines)
+        timings["gamm"] = time.perf_counter() - t2
+    timings["total"] = time.perf_counter() - t0
+    label = residual_label if residual_label else response
+    out = DriversResult(response, label, distance, table, fits, best, sel, df, timings)
+    if not math.isfinite(best.aic):
+        raise RuntimeError("no GLS structure could be fitted")
+    return out

@@ -1,0 +1,104 @@
+"""``rhcloud drivers TABLE --response COL ...``: GLS AIC table and GAMM on a table of cells.
+
+The lead's CLI calls :func:`add_parser` on its subparsers and dispatches to :func:`run`;
+``python -m rhcloud.drivers.cli TABLE ...`` runs it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .correlation import STRUCTURES
+
+
+def _csv_list(text: str | None) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else []
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``drivers`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "drivers", help="spatial GLS model selection and GAMM of a residual field",
+        description="Fit the GLS AIC table over nlme correlation structures and a GAMM "
+                    "(smooths + factor) with the best one; write tables/ and figures/.")
+    _arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", type=Path,
+                   help="CSV or Parquet with lon, lat (degrees) and the columns, or a "
+                        "results.zarr directory (then --response is a variable name)")
+    p.add_argument("--response", required=True, help="response column (the residual)")
+    p.add_argument("--smooth", default="", help="comma-separated covariates for smooth terms")
+    p.add_argument("--factor", default="", help="comma-separated factor covariates (at most 1)")
+    p.add_argument("--distance", choices=["great-circle", "lonlat"], default="great-circle")
+    p.add_argument("--structures", default=",".join(STRUCTURES),
+                   help="comma-separated structures (default: %(default)s)")
+    p.add_argument("--no-nugget", action="store_true", help="fit structures without nugget only")
+    p.add_argument("--residual-label", default="median", help="label for the effects table")
+    p.add_argument("--output", type=Path, default=Path("drivers-output"))
+    p.add_argument("--no-figures", action="store_true")
+
+
+def read_table(path: Path, variables: list[str] | None = None) -> pd.DataFrame | object:
+    """Read CSV/Parquet into a DataFrame, or open a Zarr store as an xarray Dataset."""
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix == ".zarr":
+        import xarray as xr
+
+        return xr.open_zarr(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand; returns a process exit code."""
+    from .api import fit_drivers
+
+    smooth, factor = _csv_list(args.smooth), _csv_list(args.factor)
+    data = read_table(args.table)
+    try:
+        res = fit_drivers(data, args.response, smooth, factor, distance=args.distance,
+                          structures=_csv_list(args.structures),
+                          nuggets=(False,) if args.no_nugget else (False, True),
+                          residual_label=args.residual_label)
+    except (KeyError, ValueError) as exc:
+        print(f"rhcloud drivers: {exc}", file=sys.stderr)
+        return 2
+    paths = res.write(args.output)
+    if not args.no_figures:
+        from .figures import aic_table_figure, partial_effects_figure
+
+        fig_dir = Path(args.output) / "figures"
+        fig_dir.mkdir(parents=True, exist_ok=True)
+        aic_table_figure(res.gls_aic(), fig_dir / "gls_aic.png")
+        if res.gamm is not None:
+            partial_effects_figure(res, fig_dir / f"gamm_effects_{res.residual_label}.png")
+    best = res.best
+    print(f"GLS: best structure {best.structure}{' + nugget' if best.nugget else ''} "
+          f"(AIC {best.aic:.2f}, range {best.range:.4g}, nugget {best.nugget_value:.3g})")
+    if res.gamm is not None:
+        print(res.gamm_terms().to_string(index=False))
+        print(res.gamm.decision)
+    for p in paths.values():
+        print(f"wrote {p}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point (``python -m rhcloud.drivers.cli``)."""
+    p = argparse.ArgumentParser(prog="rhcloud drivers", description=__doc__)
+    _arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
