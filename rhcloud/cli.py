@@ -61,18 +61,20 @@ def cmd_catalog(args) -> int:
     return 0
 
 
-def _run(config, output: str | None) -> int:
+def _run(config, output: str | None, fresh: bool = False) -> int:
     from rhcloud.pipeline import run_pipeline
 
     if output is not None:
         config.output = str(output)
+    if fresh:
+        config.resume = False
     summary = run_pipeline(config, progress=lambda msg: print(f"[rhcloud] {msg}", flush=True))
     print(summary)
     return 0
 
 
 def cmd_run(args) -> int:
-    return _run(load_config(args.config), args.output)
+    return _run(load_config(args.config), args.output, args.fresh)
 
 
 def cmd_demo(args) -> int:
@@ -83,7 +85,7 @@ def cmd_demo(args) -> int:
     # the demo fits the drivers on a T42 grid (~2,500 land cells) to stay within minutes on
     # 2 cores; a real run fits the whole residual field on the reference grid
     config.drivers.setdefault("grid", DEMO_DRIVERS_GRID)
-    return _run(config, args.output)
+    return _run(config, args.output, args.fresh)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,13 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the evaluation described by a config")
     p.add_argument("config", type=Path)
     p.add_argument("--output", default=None, help="directory or object-store URL")
+    _add_resume(p)
     from rhcloud.drivers.cli import add_parser as add_drivers_parser
 
     add_drivers_parser(sub)
     p = sub.add_parser("demo", help="generate the demo world (once) and run on it")
     p.add_argument("--world", type=Path, default=DEMO_WORLD)
     p.add_argument("--output", default=str(DEMO_OUTPUT), help="directory or object-store URL")
+    _add_resume(p)
     return parser
+
+
+def _add_resume(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", dest="fresh", action="store_false", default=False,
+                   help="reuse climatologies cached by earlier runs (the default)")
+    g.add_argument("--fresh", dest="fresh", action="store_true",
+                   help="recompute every climatology (and overwrite the cache)")
 
 
 def cmd_drivers(args) -> int:

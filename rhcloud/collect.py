@@ -27,6 +27,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from rhcloud import grids
+from rhcloud.cache import ClimatologyCache
 from rhcloud.climatology import PeriodError, period_mean
 from rhcloud.config import Config
 from rhcloud.ingest import DatasetError, harmonize_grid, load_fx, open_store
@@ -43,6 +44,7 @@ class Collected:
 
     climatologies: list[xr.Dataset] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)
+    cached: int = 0  # how many climatologies came from the cache
 
     @property
     def excluded_frame(self) -> pd.DataFrame:
@@ -183,19 +185,35 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _open(row, config: Config, fx: _FxCache, chunks, cache: ClimatologyCache | None):
+    """(climatology, cache key, from the cache?) of one row: the cached climatology, or the
+    lazy one, or the exception that stopped it. A store whose listing fails (no such store)
+    gets no key: ``prepare`` names the error."""
+    key = None
+    if cache is not None:
+        try:
+            key = cache.key(provenance(row), config.period)
+        except Exception:  # noqa: BLE001 - not cacheable; opening it will say why
+            key = None
+        hit = cache.get(key[0]) if key is not None else None
+        if hit is not None:
+            return hit, None, True
+    try:
+        return prepare(row, config, fx, chunks), key, False
+    except Exception as exc:  # noqa: BLE001
+        return exc, None, False
+
+
 def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
                           chunks: dict[str, int] | None = None,
-                          on_progress: Callable[[str], None] | None = None) -> Collected:
-    """Climatologies of every selected dataset; failures excluded with their reason."""
+                          on_progress: Callable[[str], None] | None = None,
+                          cache: ClimatologyCache | None = None) -> Collected:
+    """Climatologies of every selected dataset; failures excluded with their reason.
+    With a ``cache``, finished climatologies are read from it and new ones written to it
+    as each one completes (so an interrupted run loses only what was in flight)."""
     fx = _FxCache(config.storage_options)
     rows = [r for _, r in selection.iterrows()]
     result = Collected()
-
-    def build(row):
-        try:
-            return prepare(row, config, fx, chunks)
-        except Exception as exc:  # noqa: BLE001
-            return exc
 
     # Each dataset is submitted to the cluster as soon as its metadata is open, so reading
     # the first stores' chunks on the workers overlaps opening the rest on the client. Only
@@ -203,19 +221,24 @@ def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
     pending = []
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, config.open_concurrency)) as pool:
-        for row, item in zip(rows, pool.map(build, rows), strict=True):
+        opened = pool.map(lambda r: _open(r, config, fx, chunks, cache), rows)
+        for row, (item, key, from_cache) in zip(rows, opened, strict=True):
             if isinstance(item, BaseException):
                 result.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
                 continue
+            if from_cache:
+                result.climatologies.append(item)
+                continue
             future = client.compute(item["flux"].data) if client is not None else None
-            pending.append((row, item, future))
+            pending.append((row, item, future, key))
+    result.cached = len(result.climatologies)
     if on_progress:
-        on_progress(f"opened {len(pending)} of {len(rows)} stores in "
-                    f"{time.perf_counter() - t0:.1f} s; "
-                    "computing climatologies")
+        cached = f", {result.cached} from the cache" if cache is not None else ""
+        on_progress(f"opened {len(pending) + result.cached} of {len(rows)} stores in "
+                    f"{time.perf_counter() - t0:.1f} s{cached}; computing climatologies")
     bar = tqdm(pending, desc="climatologies", unit="dataset",
                disable=on_progress is None or not sys.stderr.isatty())
-    for row, lazy, future in bar:
+    for row, lazy, future, key in bar:
         item = _value(lazy, future)
         if isinstance(item, BaseException):
             reason = _reason(item)
@@ -224,7 +247,14 @@ def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
             result.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
             continue
         try:
-            result.climatologies.append(finish(item))
+            clim = finish(item)
         except DatasetError as exc:
             result.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
+            continue
+        if key is not None:
+            cache.put(*key, clim)
+        result.climatologies.append(clim)
+    # selection order, whatever came from the cache
+    order = {str(r["zstore"]): i for i, r in enumerate(rows)}
+    result.climatologies.sort(key=lambda c: order.get(c.attrs.get("zstore"), len(order)))
     return result

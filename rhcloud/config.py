@@ -51,6 +51,9 @@ class Config:
     output_storage_options: dict[str, Any] | None = None
     min_datasets: int = 1
     open_concurrency: int = 16
+    # per-dataset climatologies kept between runs: None → <output>/cache, false → none
+    cache: str | bool | None = None
+    resume: bool = True  # read finished climatologies from the cache (false: recompute all)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -75,11 +78,20 @@ class Config:
         self.period = (y0, y1)
         if self.min_datasets < 1:
             raise ConfigError("min_datasets: must be at least 1")
+        if self.cache is True or not isinstance(self.cache, str | bool | type(None)):
+            raise ConfigError(f"cache: expected a directory or URL, or false, got {self.cache!r}")
 
     @property
     def model_list(self) -> list[str] | None:
         """The requested models, or None for all models in the catalog."""
         return None if self.models == "all" else list(self.models)
+
+    @property
+    def cache_url(self) -> str | None:
+        """Where climatologies are cached (None: no cache)."""
+        if self.cache is False or self.cache == "":
+            return None
+        return str(self.cache) if self.cache else f"{str(self.output).rstrip('/')}/cache"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -1,7 +1,6 @@
-"""The run, stage by stage: catalog → ingest/climatology → outputs.
-
-Stages further down the flow (regrid, ensemble, evaluate, drivers, report) hook in here as
-they land; each takes the previous stage's result and never reaches back up.
+"""The run, stage by stage: catalog → climatologies (cached) → regrid → evaluation →
+drivers → report and outputs. Each stage takes the previous stage's result and never
+reaches back up.
 """
 
 from __future__ import annotations
@@ -16,11 +15,13 @@ import pandas as pd
 import xarray as xr
 
 from rhcloud import __version__, catalog, grids, onegrid, report
+from rhcloud.cache import ClimatologyCache
 from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
 from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers
 from rhcloud.evaluation_stage import evaluate_run
+from rhcloud.ingest import storage_options_for
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
 from rhcloud.stack import stack_fields
@@ -45,6 +46,9 @@ class RunResult:
         return [f"{len(self.collected.climatologies)} datasets used from {n_models} models, "
                 f"{len(self.excluded)} excluded; period {self.config.period[0]}–"
                 f"{self.config.period[1]}; reference grid {self.config.reference_grid}",
+                *([f"{self.collected.cached} climatologies read from the cache "
+                   f"({self.config.cache_url}), the others computed"]
+                  if self.collected.cached else []),
                 *self.skipped]
 
     def __str__(self) -> str:
@@ -164,6 +168,16 @@ def drivers_sections(drivers, figdir: Path) -> list[tuple[str, str]]:
     return [("Drivers of the residual (GLS, GAMM)", body)]
 
 
+def _cache(config: Config) -> ClimatologyCache | None:
+    url = config.cache_url
+    if url is None:
+        return None
+    out_opts = config.output_storage_options
+    return ClimatologyCache(url, storage_options_for(
+        url, config.storage_options if out_opts is None else out_opts),
+        read_storage_options=config.storage_options, fresh=not config.resume)
+
+
 def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> RunResult:
     """Run every stage of ``config``; ``client`` reuses an existing Dask client.
@@ -183,15 +197,15 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         say(f"cluster: {link}" if link else "cluster: ready")
         t0 = time.perf_counter()
         collected = collect_climatologies(selection, config, dask_client, chunks,
-                                          on_progress=progress)
+                                          on_progress=progress, cache=_cache(config))
         timings["climatology"] = time.perf_counter() - t0
         if len(collected.climatologies) < config.min_datasets:
             excluded = excluded_table(selection, missing, collected, [])
             raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
                                f"(min_datasets={config.min_datasets}); excluded:\n"
                                + excluded.to_string(index=False))
-        say(f"climatology: {len(collected.climatologies)} done, "
-            f"{len(collected.excluded)} excluded")
+        say(f"climatology: {len(collected.climatologies)} done "
+            f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
         t0 = time.perf_counter()
         reference = grids.reference_grid(config.reference_grid)
         fields, conservation = onegrid.regrid_all(collected.climatologies, reference)

@@ -42,6 +42,16 @@ def test_world_then_run(tmp_path, capsys):
                                                 "UKESM1-0-LL"]
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert prov["config"]["members"] == "all" and len(prov["datasets"]) == 4
+    assert len(list((tmp_path / "out" / "cache").glob("*.json"))) == 4
+
+    # a rerun resumes from the cache (the default); --fresh recomputes; same tables both ways
+    assert main(["run", str(cfg), "--output", str(tmp_path / "out")]) == 0
+    assert "4 climatologies read from the cache" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "out" / "tables" / "global_totals.csv"), totals)
+    assert main(["run", str(cfg), "--output", str(tmp_path / "out"), "--fresh"]) == 0
+    out = capsys.readouterr().out
+    assert "(0 from the cache)" in out and "read from the cache" not in out
 
 
 def test_config_errors_are_clear(tmp_path, capsys):

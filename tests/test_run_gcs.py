@@ -171,3 +171,12 @@ def test_report_opens_in_headless_chromium(run_output, tmp_path):
     done = subprocess.run(["chromium", *flags, "--window-size=1200,3000",
                            f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert done.returncode == 0 and shot.stat().st_size > 50_000
+
+
+def test_climatologies_cached_in_the_bucket(run_output):
+    """The run's cache sits beside its outputs in the bucket: one complete entry per dataset."""
+    prov = json.loads((run_output / "provenance.json").read_text())
+    markers = list((run_output / "cache").glob("*.json"))
+    assert len(markers) == len(prov["datasets"])
+    entry = json.loads(markers[0].read_text())
+    assert entry["zstore"].startswith("gs://cmip6/") and entry["fingerprints"]["zstore"]
