@@ -78,6 +78,7 @@ class Config:
         self.period = (y0, y1)
         if self.min_datasets < 1:
             raise ConfigError("min_datasets: must be at least 1")
+        self._validate_drivers()
         if self.cache is True or not isinstance(self.cache, str | bool | type(None)):
             raise ConfigError(f"cache: expected a directory or URL, or false, got {self.cache!r}")
 
@@ -85,6 +86,19 @@ class Config:
     def model_list(self) -> list[str] | None:
         """The requested models, or None for all models in the catalog."""
         return None if self.models == "all" else list(self.models)
+
+    def _validate_drivers(self) -> None:
+        known = {"grid", "structures", "residuals", "distance"}
+        unknown = sorted(set(self.drivers) - known)
+        if unknown:
+            raise ConfigError(f"drivers: unknown keys {unknown}; known: {sorted(known)}")
+        residuals = self.drivers.get("residuals", ["median", "mean"])
+        if not residuals or not set(residuals) <= {"median", "mean"}:
+            raise ConfigError(f"drivers.residuals: expected a non-empty subset of "
+                              f"['median', 'mean'], got {residuals!r}")
+        if self.drivers.get("distance", "great-circle") not in ("great-circle", "lonlat"):
+            raise ConfigError(f"drivers.distance: expected great-circle or lonlat, got "
+                              f"{self.drivers['distance']!r}")
 
     @property
     def cache_url(self) -> str | None:

@@ -64,6 +64,10 @@ class RunResult:
             lines += ["", "Table 1 (member means; all members in tables/model_metrics.csv):"]
             ens = metrics[metrics["member_id"] == "ensemble"][METRIC_COLUMNS]
             lines.append(ens.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+        if "gamm_terms" in t:
+            lines += ["", "drivers of the ESM residual (GAMM terms; tables/gamm_terms.csv):"]
+            lines.append(t["gamm_terms"].to_string(index=False,
+                                                   float_format=lambda x: f"{x:.3g}"))
         cons = t["regrid_conservation"]
         if not cons.empty:
             lines.append(f"\nregridded to {self.config.reference_grid}: largest relative "

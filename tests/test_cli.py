@@ -64,3 +64,35 @@ def test_config_errors_are_clear(tmp_path, capsys):
     assert "before first year" in capsys.readouterr().err
     assert main(["catalog", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # names that become file names are checked before any data is read
+    cfg.write_text("drivers: {residuals: ['../../escape']}\n")
+    assert main(["catalog", str(cfg)]) == 2
+    assert "drivers.residuals" in capsys.readouterr().err
+    cfg.write_text("drivers: {grids: regular:5}\n")
+    assert main(["catalog", str(cfg)]) == 2
+    assert "unknown keys ['grids']" in capsys.readouterr().err
+
+
+def test_drivers_on_a_results_zarr(tmp_path, capsys):
+    """``rhcloud drivers results.zarr --response VAR``: variables of a finished run's store
+    (NaN cells, as over the ocean, left out)."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    lat, lon = np.arange(-30.0, 30.0, 4.0), np.arange(0.0, 80.0, 4.0)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    mat = 25 - 0.4 * np.abs(la) + rng.normal(0, 1, la.shape)
+    resid = 30 * np.tanh((mat - 15) / 5) + rng.normal(0, 5, la.shape)
+    resid[:, -3:] = np.nan
+    ds = xr.Dataset({"residual_median": (("lat", "lon"), resid),
+                     "cov_MAT": (("lat", "lon"), mat)}, coords={"lat": lat, "lon": lon})
+    ds.to_zarr(tmp_path / "results.zarr", zarr_format=2)
+    out = tmp_path / "d"
+    assert main(["drivers", str(tmp_path / "results.zarr"), "--response", "residual_median",
+                 "--smooth", "cov_MAT", "--structures", "exponential", "--no-figures",
+                 "--output", str(out)]) == 0
+    aic = pd.read_csv(out / "tables" / "gls_aic.csv")
+    assert len(aic) == 3 and (aic["n"] == np.isfinite(resid).sum()).all()
+    terms = pd.read_csv(out / "tables" / "gamm_terms.csv")
+    assert terms.set_index("term").loc["s(cov_MAT)", "p_value"] < 1e-6
+    assert "best structure" in capsys.readouterr().out
