@@ -31,24 +31,47 @@ def _fail(entry: dict[str, Any], exc: BaseException) -> dict[str, str]:
             "reason": f"{name}: {type(exc).__name__}: {exc}"}
 
 
-def read_all(entries: list[dict[str, Any]], storage_options,
-             excluded: list[dict[str, str]]) -> list[tuple[dict, xr.Dataset]]:
-    """Every entry's reader output, computed once and all together (on the cluster when a
-    client is active); a file that fails is excluded, the others go on."""
+@dataclass
+class Reads:
+    """The products', NPP reference's and covariates' reader outputs, persisted (on the
+    cluster when a client is active, so they are read while the climatologies compute)."""
+
+    products: list[tuple[dict, xr.Dataset]] = field(default_factory=list)
+    npp: list[tuple[dict, xr.Dataset]] = field(default_factory=list)
+    covariates: list[tuple[dict, xr.Dataset]] = field(default_factory=list)
+    excluded: list[dict[str, str]] = field(default_factory=list)
+
+
+def start_reads(config) -> Reads:
+    """Open every product and covariate file of ``config`` and persist the readers' outputs
+    all at once; a file that cannot be opened is excluded, the others go on."""
     import dask
 
-    lazy = []
-    for entry in entries:
-        try:
-            lazy.append((entry, products.read_entry(entry, storage_options)))
-        except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
-            excluded.append(_fail(entry, exc))
-    # persist all at once (the cluster reads them in parallel), then collect one by one so
-    # that a failing file is its own failure. (A single dask.compute over several readers'
+    reads = Reads()
+    groups = {"products": list(config.products),
+              "npp": [config.npp_reference] if config.npp_reference else [],
+              "covariates": [{**e, "name": n} for n, e in config.covariates.items()]}
+    for group, entries in groups.items():
+        for entry in entries:
+            try:
+                getattr(reads, group).append(
+                    (entry, products.read_entry(entry, config.storage_options)))
+            except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
+                reads.excluded.append(_fail(entry, exc))
+    lazy = [*reads.products, *reads.npp, *reads.covariates]
+    # one persist for all (read in parallel); each is then gathered on its own so that a
+    # failing file is its own failure. (A single dask.compute over several readers'
     # Datasets is cancelled with "lost dependencies" by distributed 2026.8; persist is not.)
-    persisted = dask.persist(*[ds for _, ds in lazy])
+    persisted = iter(dask.persist(*[ds for _, ds in lazy]))
+    for group in groups:
+        setattr(reads, group, [(e, next(persisted)) for e, _ in getattr(reads, group)])
+    return reads
+
+
+def _gather(pending: list[tuple[dict, xr.Dataset]],
+            excluded: list[dict[str, str]]) -> list[tuple[dict, xr.Dataset]]:
     out = []
-    for (entry, _), ds in zip(lazy, persisted, strict=True):
+    for entry, ds in pending:
         try:
             out.append((entry, ds.compute()))
         except Exception as exc:  # noqa: BLE001
@@ -56,12 +79,12 @@ def read_all(entries: list[dict[str, Any]], storage_options,
     return out
 
 
-def _read(entries: list[dict[str, Any]], reference: xr.Dataset, storage_options,
+def _read(pending: list[tuple[dict, xr.Dataset]], reference: xr.Dataset,
           excluded: list[dict[str, str]]) -> tuple[dict[str, xr.Dataset], list[dict]]:
     out, rows = {}, []
     # read once: the readers' outputs are coarse (block-averaged), and the regrid and both
     # conservation totals would otherwise each read the file again
-    for entry, native in read_all(entries, storage_options, excluded):
+    for entry, native in _gather(pending, excluded):
         name = entry.get("name") or entry.get("reader", "?")
         try:
             on_ref, row = products.to_reference(native, reference)
@@ -114,12 +137,13 @@ def summary_rows(model_totals: pd.DataFrame, product_totals: pd.DataFrame,
 
 
 def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
-                 reference: xr.Dataset) -> Evaluation:
-    """Everything the evaluation needs from the products and covariates of ``config``."""
-    excluded: list[dict[str, str]] = []
+                 reference: xr.Dataset, reads: Reads | None = None) -> Evaluation:
+    """Everything the evaluation needs from the products and covariates of ``config``
+    (``reads``: from :func:`start_reads`, when the files were read ahead)."""
+    reads = start_reads(config) if reads is None else reads
+    excluded: list[dict[str, str]] = list(reads.excluded)
     skipped: list[str] = []
-    opts = config.storage_options
-    prods, rows = _read(config.products, reference, opts, excluded)
+    prods, rows = _read(reads.products, reference, excluded)
     fields = xr.Dataset()
     metrics = pd.DataFrame()
     extra_totals = []
@@ -153,7 +177,7 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
                                          bool(config.drivers.get("per_member", False))))
     npp_ref = config.npp_reference
     if npp_ref and "npp" in results:
-        npp, npp_rows = _read([npp_ref], reference, opts, excluded)
+        npp, npp_rows = _read(reads.npp, reference, excluded)
         rows += npp_rows
         if npp:
             ref_field = next(iter(npp.values()))["flux"]
@@ -163,13 +187,12 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
             fields["npp_residual_mean"] = nres["residual_mean"]
     elif not npp_ref:
         skipped.append("no npp_reference: NPP residuals skipped")
-    covs = {name: {**entry, "name": name} for name, entry in config.covariates.items()}
-    cov_fields, cov_rows = _read(list(covs.values()), reference, opts, excluded)
+    cov_fields, cov_rows = _read(reads.covariates, reference, excluded)
     rows += cov_rows
     for name, ds in cov_fields.items():
         var = "classes" if "classes" in ds else "value" if "value" in ds else "flux"
         fields[f"cov_{name}"] = ds[var]
-    if not covs:
+    if not config.covariates:
         skipped.append("no covariates: the drivers' GAMM is skipped")
     conservation = pd.DataFrame(rows)
     return Evaluation(fields, metrics, pd.concat(extra_totals, ignore_index=True)

@@ -20,7 +20,7 @@ from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, collect_climatologies
 from rhcloud.config import Config
 from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers
-from rhcloud.evaluation_stage import evaluate_run
+from rhcloud.evaluation_stage import evaluate_run, start_reads
 from rhcloud.ingest import storage_options_for
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
@@ -200,6 +200,9 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         link = getattr(dask_client, "dashboard_link", None)
         say(f"cluster: {link}" if link else "cluster: ready")
         t0 = time.perf_counter()
+        # the product and covariate files are read on the cluster while it computes the
+        # climatologies (they are independent): the evaluation then only gathers them
+        reads = start_reads(config)
         collected = collect_climatologies(selection, config, dask_client, chunks,
                                           on_progress=progress, cache=_cache(config))
         timings["climatology"] = time.perf_counter() - t0
@@ -219,7 +222,7 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
             f"{conservation['rel_error'].abs().max():.1e}")
         t0 = time.perf_counter()
         totals = totals_table(collected)
-        ev = evaluate_run(config, results, totals, reference)
+        ev = evaluate_run(config, results, totals, reference, reads)
         results = results.merge(ev.fields, compat="override")
         timings["evaluate"] = time.perf_counter() - t0
     tables = {
