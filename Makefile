@@ -22,7 +22,7 @@ demo: install
 
 test: install system-deps
 	$(BIN)/ruff check rhcloud tests benchmarks
-	$(BIN)/pytest -q -n 2 --durations=15
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
 
 lint: install
 	$(BIN)/ruff check rhcloud tests benchmarks

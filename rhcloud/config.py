@@ -88,14 +88,14 @@ class Config:
         return None if self.models == "all" else list(self.models)
 
     def _validate_drivers(self) -> None:
-        known = {"grid", "structures", "residuals", "distance"}
+        known = {"grid", "structures", "residuals", "distance", "per_member"}
         unknown = sorted(set(self.drivers) - known)
         if unknown:
             raise ConfigError(f"drivers: unknown keys {unknown}; known: {sorted(known)}")
         residuals = self.drivers.get("residuals", ["median", "mean"])
-        if not residuals or not set(residuals) <= {"median", "mean"}:
-            raise ConfigError(f"drivers.residuals: expected a non-empty subset of "
-                              f"['median', 'mean'], got {residuals!r}")
+        if not isinstance(residuals, list) or not set(residuals) <= {"median", "mean"}:
+            raise ConfigError(f"drivers.residuals: expected a subset of ['median', 'mean'] "
+                              f"([] skips the drivers), got {residuals!r}")
         if self.drivers.get("distance", "great-circle") not in ("great-circle", "lonlat"):
             raise ConfigError(f"drivers.distance: expected great-circle or lonlat, got "
                               f"{self.drivers['distance']!r}")
@@ -133,9 +133,35 @@ def config_from_dict(data: dict[str, Any] | None, base_dir: Path | None = None) 
         path = Path(data["catalog"])
         if not path.is_absolute():
             data["catalog"] = str((base_dir / path).resolve())
+    if base_dir is not None:
+        data = _resolve_paths(data, base_dir)
     if "period" in data and data["period"] is not None:
         data["period"] = tuple(data["period"])
     return Config(**data)
+
+
+def _resolve(path: Any, base_dir: Path) -> Any:
+    if isinstance(path, list):
+        return [_resolve(p, base_dir) for p in path]
+    if isinstance(path, str) and "://" not in path and not Path(path).is_absolute():
+        return str((base_dir / path).resolve())
+    return path
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Relative file paths of products, NPP reference and covariates are taken relative to
+    the config file, as the catalog's is."""
+    def entry(e: Any) -> Any:
+        return {**e, "path": _resolve(e["path"], base_dir)} if isinstance(e, dict) \
+            and "path" in e else e
+
+    if isinstance(data.get("products"), list):
+        data["products"] = [entry(e) for e in data["products"]]
+    if isinstance(data.get("npp_reference"), dict):
+        data["npp_reference"] = entry(data["npp_reference"])
+    if isinstance(data.get("covariates"), dict):
+        data["covariates"] = {k: entry(e) for k, e in data["covariates"].items()}
+    return data
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -60,6 +60,9 @@ def run_drivers(fields: xr.Dataset, options: dict[str, Any]) -> DriversOutcome:
     from rhcloud.drivers.correlation import STRUCTURES
 
     outcome = DriversOutcome()
+    if not options.get("residuals", ["median", "mean"]):
+        outcome.skipped.append("drivers skipped: drivers.residuals is empty")
+        return outcome
     if "residual_median" not in fields:
         outcome.skipped.append("drivers skipped: no residual field (no product or no rh)")
         return outcome

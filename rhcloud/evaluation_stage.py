@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from rhcloud import evaluate, products
+from rhcloud.stack import present
 
 
 @dataclass
@@ -163,12 +164,13 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
     else:
         skipped.append("no observation product: Table 1 and residuals skipped")
     if prods and "rh" in results:
-        models = results["rh"]
+        models = present(results, "rh")
         metrics = evaluate.model_metrics(models, med, mad)
         metrics = _with_ensemble(metrics, totals)
         res = evaluate.esm_residual(models, med, per_member=bool(
             config.drivers.get("per_member", False)))
-        fields["residual"] = evaluate.residuals(models, med).assign_attrs(units="g m-2 yr-1")
+        fields["residual"] = evaluate.residuals(results["rh"], med).assign_attrs(
+            units="g m-2 yr-1")  # on every dataset (NaN where a member has no rh)
         fields = fields.merge(res)
         product_totals = extra_totals[0]
         mt = model_rows(totals, "rh")
@@ -182,7 +184,7 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
         if npp:
             ref_field = next(iter(npp.values()))["flux"]
             fields["npp_reference"] = ref_field
-            nres = evaluate.esm_residual(results["npp"], ref_field)
+            nres = evaluate.esm_residual(present(results, "npp"), ref_field)
             fields["npp_residual_median"] = nres["residual_median"]
             fields["npp_residual_mean"] = nres["residual_mean"]
     elif not npp_ref:

@@ -24,7 +24,7 @@ from rhcloud.evaluation_stage import evaluate_run, start_reads
 from rhcloud.ingest import storage_options_for
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
-from rhcloud.stack import stack_fields
+from rhcloud.stack import align_stacks, stack_fields
 
 
 @dataclass
@@ -139,10 +139,12 @@ def write_outputs(result: RunResult, out: Path) -> None:
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
 
 
-def _reference_fields(fields: list[xr.Dataset], config: Config,
-                      reference: xr.Dataset) -> xr.Dataset:
-    results = xr.merge([stack_fields(fields, v) for v in config.variables]
-                       + [reference[["lat_bnds", "lon_bnds"]]], compat="override")
+def reference_fields(fields: list[xr.Dataset], config: Config,
+                     reference: xr.Dataset) -> xr.Dataset:
+    """The regridded climatologies of every variable stacked along ``dataset`` (aligned by
+    model and member; rhcloud.stack), with the reference grid's bounds and cell areas."""
+    stacked = align_stacks([stack_fields(fields, v) for v in config.variables])
+    results = xr.merge([stacked, reference[["lat_bnds", "lon_bnds"]]], compat="override")
     results["cell_area"] = grids.cell_area(reference)
     results.attrs = {"reference_grid": config.reference_grid,
                      "period": f"{config.period[0]}-{config.period[1]}",
@@ -216,7 +218,7 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         t0 = time.perf_counter()
         reference = grids.reference_grid(config.reference_grid)
         fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
-        results = _reference_fields(fields, config, reference)
+        results = reference_fields(fields, config, reference)
         timings["regrid"] = time.perf_counter() - t0
         say(f"regrid: on {config.reference_grid}, largest relative change of a land total "
             f"{conservation['rel_error'].abs().max():.1e}")

@@ -12,13 +12,12 @@ import html
 from collections.abc import Iterable
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import xarray as xr  # noqa: E402
+from rhcloud.stack import present
 
 FLUX_UNITS = "g C m$^{-2}$ yr$^{-1}$"
 
@@ -167,7 +166,7 @@ def notes_section(lines: Iterable[str]) -> str:
 
 def _ensemble_fields(results: xr.Dataset, var: str) -> xr.DataArray:
     """Member mean per model (source_id, lat, lon)."""
-    return results[var].groupby("source_id").mean("dataset")
+    return present(results, var).groupby("source_id").mean("dataset")
 
 
 def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame],
@@ -212,7 +211,7 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
         maps.append(map_panels({"multi-model mean": ens.mean("source_id")},
                                figdir / "model_mean.png", land, ncols=1))
     if "residual" in results:
-        res = results["residual"].groupby("source_id").mean("dataset")
+        res = present(results, "residual", of="rh").groupby("source_id").mean("dataset")
         panels = {str(s): res.sel(source_id=s) for s in res["source_id"].values}
         maps.append(map_panels(panels, figdir / "model_residuals.png", land, diverging=True,
                                ncols=4, suptitle="Model − product median (member mean)"))
@@ -222,7 +221,8 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
     if maps:
         sections.append(("Maps", figure_section(maps)))
     if "rh" in results:
-        zm = (results["rh"].fillna(0) * results["rh_landfrac"]).mean("lon")
+        rh = present(results, "rh")
+        zm = (rh.fillna(0) * results["rh_landfrac"].sel(dataset=rh["dataset"])).mean("lon")
         zm = zm.groupby("source_id").mean("dataset")
         pz = None
         if "obs_products" in results:

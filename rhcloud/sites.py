@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from rhcloud.stack import present
+
 
 def load_srdb() -> pd.DataFrame:
     """The shipped SRDB Rh records (Bond-Lamberty & Thomson 2010; MIT licence)."""
@@ -60,11 +62,12 @@ def site_metrics(results: xr.Dataset, sites: pd.DataFrame | None = None) -> pd.D
     lat_b, lon_b = results["lat_bnds"].values, results["lon_bnds"].values
     rows = []
     if "rh" in results:
-        at = sample(results["rh"], lat_b, lon_b, sites).values
+        rh = present(results, "rh")
+        at = sample(rh, lat_b, lon_b, sites).values
         for k in range(at.shape[0]):
-            rows.append({"kind": "model", "name": str(results["source_id"].values[k]),
-                         "member_id": str(results["member_id"].values[k]), **_row(at[k], obs)})
-        ens = results["rh"].groupby("source_id").mean("dataset")
+            rows.append({"kind": "model", "name": str(rh["source_id"].values[k]),
+                         "member_id": str(rh["member_id"].values[k]), **_row(at[k], obs)})
+        ens = rh.groupby("source_id").mean("dataset")
         at = sample(ens, lat_b, lon_b, sites).values
         for k, name in enumerate(ens["source_id"].values):
             rows.append({"kind": "model", "name": str(name), "member_id": "ensemble",

@@ -96,3 +96,19 @@ def test_drivers_on_a_results_zarr(tmp_path, capsys):
     terms = pd.read_csv(out / "tables" / "gamm_terms.csv")
     assert terms.set_index("term").loc["s(cov_MAT)", "p_value"] < 1e-6
     assert "best structure" in capsys.readouterr().out
+
+
+def test_relative_paths_are_relative_to_the_config(tmp_path):
+    from rhcloud.config import load_config
+
+    (tmp_path / "sub").mkdir()
+    cfg = tmp_path / "sub" / "run.yaml"
+    cfg.write_text("catalog: cat.json\n"
+                   "products: [{name: a, reader: warner, path: [obs/a.tif, /abs/b.tif]}]\n"
+                   "npp_reference: {name: g, reader: gimms, path: gs://bucket/npp.nc}\n"
+                   "covariates: {MAT: {reader: gswp3, path: ../tas.nc, variable: tas}}\n")
+    c = load_config(cfg)
+    assert c.catalog == str(tmp_path / "sub" / "cat.json")
+    assert c.products[0]["path"] == [str(tmp_path / "sub" / "obs" / "a.tif"), "/abs/b.tif"]
+    assert c.npp_reference["path"] == "gs://bucket/npp.nc"
+    assert c.covariates["MAT"]["path"] == str(tmp_path / "tas.nc")

@@ -33,7 +33,7 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 5  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 6  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
 
 VARIABLE_ATTRS = {
@@ -321,7 +321,7 @@ def generate_world(root: str | Path, params: WorldParams | None = None, *,
     """Generate the world under ``root`` (reused as is when its ``world.json`` matches
     ``params`` and ``force`` is false). Returns ``root``."""
     params = params or WorldParams()
-    root = Path(root)
+    root = Path(root).resolve()  # run.yaml's paths are absolute: usable from anywhere
     stamp = root / "world.json"
     wanted = json.dumps({"generator": GENERATOR_VERSION, **asdict(params)}, sort_keys=True,
                         default=list)
