@@ -35,6 +35,7 @@ def open_catalog(url: str, storage_options: dict[str, Any] | None = None):
     """Open an intake-esm catalog (JSON path or URL) and return the ``esm_datastore``."""
     import intake_esm
 
+    # as given: intake-esm reads the CSV with polars, whose cloud options are strings only
     opts = storage_options if "://" in url and not url.startswith("file://") else None
     try:
         return intake_esm.esm_datastore(url, storage_options=opts or {})

@@ -57,17 +57,18 @@ class _FxCache:
     def __init__(self, storage_options: dict[str, Any] | None):
         self._opts = storage_options
         self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._data: dict[tuple[str, str], xr.DataArray] = {}
 
     def get(self, zstore: str, variable: str, grid: xr.Dataset) -> xr.DataArray:
         key = (zstore, variable)
         with self._lock:
-            hit = self._data.get(key)
-        if hit is None:
-            hit = load_fx(zstore, variable, self._opts, grid)
-            with self._lock:
-                self._data[key] = hit
-        return hit
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        # one reader per store: the members opened at the same time wait for it
+        with key_lock:
+            if key not in self._data:
+                self._data[key] = load_fx(zstore, variable, self._opts, grid)
+            return self._data[key]
 
 
 def _given(value: Any) -> bool:

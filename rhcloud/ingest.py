@@ -27,11 +27,32 @@ _LAT_NAMES = ("lat", "latitude", "nav_lat", "y")
 _LON_NAMES = ("lon", "longitude", "nav_lon", "x")
 
 
+# gcsfs sets no timeout by default (a stalled request hangs its thread for ever), and a
+# total timeout raises a TimeoutError it does not retry; a socket-read timeout it retries.
+GCS_READ_TIMEOUT_S = 60.0
+GCS_CONNECT_TIMEOUT_S = 30.0
+
+
+def _gcs_timeout(value: Any):
+    """``requests_timeout`` (seconds, or None for the default) as a per-read timeout."""
+    import aiohttp
+
+    if isinstance(value, aiohttp.ClientTimeout):
+        return value
+    read = GCS_READ_TIMEOUT_S if value is None else float(value)
+    return aiohttp.ClientTimeout(total=None, sock_connect=min(read, GCS_CONNECT_TIMEOUT_S),
+                                 sock_read=read)
+
+
 def storage_options_for(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The options to pass to fsspec for ``url``: none for local paths and ``file://``."""
+    """The options to pass to fsspec for ``url``: none for local paths and ``file://``; for
+    ``gs://`` a retried per-read timeout (``requests_timeout`` in seconds, default 60)."""
     if "://" not in url or url.startswith("file://"):
         return None
-    return dict(storage_options or {}) or None
+    opts = dict(storage_options or {})
+    if url.startswith(("gs://", "gcs://")):
+        opts["requests_timeout"] = _gcs_timeout(opts.get("requests_timeout"))
+    return opts or None
 
 
 def open_store(zstore: str, storage_options: dict[str, Any] | None = None,
