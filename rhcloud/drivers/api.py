@@ -20,6 +20,13 @@ from .correlation import SPHERE_VALID, STRUCTURES, canonical
 from .distances import chordal_km, chordal_to_great_circle, lonlat_euclidean
 from .gamm import GAMMSelection, fit_gamm_select
 from .gls import GLSFit, aic_table
+from .vecchia import DEFAULT_NEIGHBORS, VecchiaLikelihood, aic_table_vecchia
+
+LIKELIHOODS = ("auto", "exact", "vecchia")
+VECCHIA_ABOVE = 15000
+"""``likelihood="auto"`` uses the Vecchia approximation above this many cells (the exact
+likelihood needs several n x n float64 matrices: 1.8 GB each at 15,000 cells, and O(n^3)
+time per evaluation)."""
 
 GLS_COLUMNS = ["structure", "nugget", "method", "loglik", "aic", "bic", "range", "nugget_value", "n"]
 TERMS_COLUMNS = ["term", "edf", "stat", "p_value"]
@@ -39,6 +46,7 @@ class DriversResult:
     gamm: GAMMSelection | None
     data: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    likelihood: str = "exact"  # "exact" or "vecchia" (what was used)
 
     def gls_aic(self) -> pd.DataFrame:
         """``tables/gls_aic.csv`` rows (ranked by AIC; non-PD fits last with NaN AIC)."""
@@ -62,6 +70,7 @@ class DriversResult:
         """JSON-able summary: chosen structure, GAMM fit, the factor decision, timings."""
         out = {"response": self.response, "residual": self.residual_label,
                "distance": self.distance, "n": int(self.best.n),
+               "likelihood": self.likelihood,
                "gls_best": {"structure": self.best.structure, "nugget": self.best.nugget,
                             "range": self.best.range, "nugget_value": self.best.nugget_value,
                             "aic": self.best.aic},
@@ -127,6 +136,25 @@ def _to_frame(data, response: str, columns: list[str]) -> pd.DataFrame:
     return df
 
 
+def metric_for(distance: str) -> dict[str, str]:
+    """The metric each structure uses under ``distance`` (see :func:`distance_matrices`)."""
+    if distance == "lonlat":
+        return dict.fromkeys(STRUCTURES, "lonlat")
+    if distance != "great-circle":
+        raise ValueError("distance must be 'great-circle' or 'lonlat'")
+    return {s: ("great-circle" if s in SPHERE_VALID else "chordal") for s in STRUCTURES}
+
+
+def choose_likelihood(n: int, likelihood: str = "auto", vecchia_above: int = VECCHIA_ABOVE
+                      ) -> str:
+    """``"exact"`` or ``"vecchia"``: ``auto`` picks Vecchia above ``vecchia_above`` cells."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}")
+    if likelihood == "auto":
+        return "vecchia" if n > vecchia_above else "exact"
+    return likelihood
+
+
 def distance_matrices(lon: np.ndarray, lat: np.ndarray, distance: str
                       ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Distance matrices and the metric each structure uses.
@@ -153,7 +181,9 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
                 structures: list[str] | tuple[str, ...] = STRUCTURES,
                 nuggets: tuple[bool, ...] = (False, True), residual_label: str = "median",
                 gls_covariates: bool = True, gamm: bool = True, n_splines: int = 10,
-                alpha: float = 0.05, subsample: int = 1000) -> DriversResult:
+                alpha: float = 0.05, subsample: int = 1000, likelihood: str = "auto",
+                vecchia_above: int = VECCHIA_ABOVE,
+                neighbors: int = DEFAULT_NEIGHBORS) -> DriversResult:
     """GLS AIC table over correlation structures, then the GAMM with the best one.
 
     ``data``: a DataFrame with ``lon``, ``lat`` (degrees) and the columns, or an xarray
@@ -163,6 +193,10 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
     ``response ~ s(smooth...) [+ factor]`` under the lowest-AIC structure (ML); the factor
     is dropped when its p-value > ``alpha`` and the AIC is lower without it.
     Ranges are in km (``great-circle``) or degrees (``lonlat``).
+
+    ``likelihood``: ``"exact"`` (dense Cholesky), ``"vecchia"`` (the Vecchia approximation
+    with ``neighbors`` nearest earlier cells, :mod:`rhcloud.drivers.vecchia`; no n x n
+    matrix) or ``"auto"``: Vecchia above ``vecchia_above`` cells. The GAMM uses the same.
     """
     smooth = list(smooth or [])
     factor = list(factor or [])
@@ -183,7 +217,11 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
         raise ValueError(f"only {len(df)} complete rows")
     lon = df["lon"].to_numpy(np.float64)
     lat = df["lat"].to_numpy(np.float64)
-    dmap, dfor = distance_matrices(lon, lat, distance)
+    kind = choose_likelihood(len(df), likelihood, vecchia_above)
+    if kind == "exact":
+        dmap, dfor = distance_matrices(lon, lat, distance)
+    else:
+        dmap, dfor = {}, metric_for(distance)
     timings["distances"] = time.perf_counter() - t0
     cols, names = [np.ones(len(df))], ["(Intercept)"]
     if gls_covariates:
@@ -198,23 +236,34 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
     X = np.column_stack(cols)
     y = df[response].to_numpy(np.float64)
     t1 = time.perf_counter()
-    table, fits = aic_table(y, X, dmap, [canonical(s) for s in structures if s != "none"],
-                            nuggets=nuggets, coef_names=names, distance_for=dfor,
-                            subsample=subsample)
+    structs = [canonical(s) for s in structures if s != "none"]
+    if kind == "exact":
+        table, fits = aic_table(y, X, dmap, structs, nuggets=nuggets, coef_names=names,
+                                distance_for=dfor, subsample=subsample)
+    else:
+        table, fits = aic_table_vecchia(y, X, lon, lat, dfor, structs, nuggets=nuggets,
+                                        coef_names=names, neighbors=neighbors,
+                                        subsample=subsample)
     timings["gls"] = time.perf_counter() - t1
     best = fits[0]
     sel = None
     if gamm and smooth:
         t2 = time.perf_counter()
-        dist = dmap[dfor[best.structure]] if best.structure != "none" else None
+        dist, whiten = None, None
+        if best.structure != "none":
+            if kind == "exact":
+                dist = dmap[dfor[best.structure]]
+            else:
+                whiten = VecchiaLikelihood(y, X, lon, lat, best.structure, dfor[best.structure],
+                                           m=neighbors).whiten
         start = None if best.structure == "none" else (best.range, max(best.nugget_value, 0.01))
         sel = fit_gamm_select(df, response, smooth, dist, factor=fac, alpha=alpha,
                               structure=best.structure, nugget=best.nugget, start=start,
-                              n_splines=n_splines)
+                              n_splines=n_splines, whiten=whiten)
         timings["gamm"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     label = residual_label if residual_label else response
-    out = DriversResult(response, label, distance, table, fits, best, sel, df, timings)
+    out = DriversResult(response, label, distance, table, fits, best, sel, df, timings, kind)
     if not math.isfinite(best.aic):
         raise RuntimeError("no GLS structure could be fitted")
     return out

@@ -42,6 +42,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structures", default=",".join(STRUCTURES),
                    help="comma-separated structures (default: %(default)s)")
     p.add_argument("--no-nugget", action="store_true", help="fit structures without nugget only")
+    p.add_argument("--likelihood", choices=["auto", "exact", "vecchia"], default="auto",
+                   help="exact (dense Cholesky), vecchia (nearest-neighbour approximation) "
+                        "or auto: vecchia above --vecchia-above cells (default: %(default)s)")
+    p.add_argument("--vecchia-above", type=int, default=15000,
+                   help="cells above which --likelihood auto uses vecchia (default: %(default)s)")
+    p.add_argument("--neighbors", type=int, default=30,
+                   help="Vecchia conditioning set size (default: %(default)s)")
     p.add_argument("--residual-label", default="median", help="label for the effects table")
     p.add_argument("--output", type=Path, default=Path("drivers-output"))
     p.add_argument("--no-figures", action="store_true")
@@ -69,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         res = fit_drivers(data, args.response, smooth, factor, distance=args.distance,
                           structures=_csv_list(args.structures),
                           nuggets=(False,) if args.no_nugget else (False, True),
-                          residual_label=args.residual_label)
+                          residual_label=args.residual_label, likelihood=args.likelihood,
+                          vecchia_above=args.vecchia_above, neighbors=args.neighbors)
     except (KeyError, ValueError) as exc:
         print(f"rhcloud drivers: {exc}", file=sys.stderr)
         return 2
@@ -83,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         if res.gamm is not None:
             partial_effects_figure(res, fig_dir / f"gamm_effects_{res.residual_label}.png")
     best = res.best
-    print(f"GLS: best structure {best.structure}{' + nugget' if best.nugget else ''} "
+    print(f"GLS ({res.likelihood} likelihood): best structure {best.structure}"
+          f"{' + nugget' if best.nugget else ''} "
           f"(AIC {best.aic:.2f}, range {best.range:.4g}, nugget {best.nugget_value:.3g})")
     if res.gamm is not None:
         print(res.gamm_terms().to_string(index=False))

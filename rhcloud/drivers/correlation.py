@@ -44,6 +44,7 @@ ALIASES = {
 SPHERE_VALID = frozenset({"exponential", "spherical"})
 
 _BLOCK_ROWS = 256
+_F32_TINY = 1e-15
 
 
 def canonical(structure: str) -> str:
@@ -73,33 +74,46 @@ def rho(structure: str, s: np.ndarray) -> np.ndarray:
     return (s == 0).astype(np.float64)
 
 
+def rho_inplace(structure: str, s: np.ndarray) -> np.ndarray:
+    """nlme's correlation ρ(s) of scaled distances ``s`` = d / range, written over ``s``."""
+    if structure == "exponential":
+        np.negative(s, out=s)
+        np.exp(s, out=s)
+    elif structure == "gaussian":
+        np.square(s, out=s)
+        np.negative(s, out=s)
+        np.exp(s, out=s)
+    elif structure == "rational":
+        np.square(s, out=s)
+        s += 1.0
+        np.reciprocal(s, out=s)
+    elif structure == "spherical":
+        np.minimum(s, 1.0, out=s)
+        t = np.square(s)
+        t *= 0.5
+        t -= 1.5
+        s *= t
+        s += 1.0
+    elif structure == "linear":
+        np.minimum(s, 1.0, out=s)
+        np.negative(s, out=s)
+        s += 1.0
+    else:
+        raise ValueError(f"unknown correlation structure {structure!r}")
+    return s
+
+
 def _fill_block(structure: str, d: np.ndarray, out: np.ndarray, inv_range: float,
                 scale: float) -> None:
     np.multiply(d, inv_range, out=out)
-    if structure == "exponential":
-        np.negative(out, out=out)
-        np.exp(out, out=out)
-    elif structure == "gaussian":
-        np.square(out, out=out)
-        np.negative(out, out=out)
-        np.exp(out, out=out)
-    elif structure == "rational":
-        np.square(out, out=out)
-        out += 1.0
-        np.reciprocal(out, out=out)
-    elif structure == "spherical":
-        np.minimum(out, 1.0, out=out)
-        t = np.square(out)
-        t *= 0.5
-        t -= 1.5
-        out *= t
-        out += 1.0
-    elif structure == "linear":
-        np.minimum(out, 1.0, out=out)
-        np.negative(out, out=out)
-        out += 1.0
+    rho_inplace(structure, out)
     if scale != 1.0:
         out *= scale
+    if out.dtype == np.float32:
+        # float32 subnormals (e.g. gaussian tails, spherical near its cutoff) make the
+        # single-precision Cholesky many times slower; entries this small are far below
+        # float32 resolution relative to the unit diagonal
+        out[out < _F32_TINY] = 0.0
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -117,7 +131,8 @@ def fill_correlation(structure: str, dist: np.ndarray, range_: float, nugget: fl
     """Correlation matrix ``C`` of a structure at ``range_`` and ``nugget``.
 
     ``dist`` is a C-ordered (n, n) distance matrix in the unit of ``range_``. ``out``
-    (same shape, C order) is overwritten; without ``full`` only its upper triangle
+    (same shape, C order, float64 or float32; float32 entries below 1e-15 are set to 0)
+    is overwritten; without ``full`` only its upper triangle
     (row <= column) is defined, which is the lower triangle of ``out.T`` (Fortran order)
     as read by ``scipy.linalg.lapack.dpotrf(out.T, lower=1)``.
     """

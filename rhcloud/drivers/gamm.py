@@ -343,12 +343,14 @@ class _Profile:
 def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndarray | None,
              structure: str = "rational", nugget: bool = True, factor: str | None = None,
              start: tuple[float, float] | None = None, n_splines: int = 10,
-             tight: bool | None = None) -> GAMMFit:
+             tight: bool | None = None, whiten=None) -> GAMMFit:
     """Fit ``response ~ s(smooth...) [+ factor]`` by ML with a spatial correlation.
 
     ``dist``: (n, n) distances in the unit of the range (km or degrees). ``start``:
     (range, nugget) to start from (e.g. the GLS estimates); the correlation parameters are
-    then optimized jointly with the smoothing parameters (profiled).
+    then optimized jointly with the smoothing parameters (profiled). ``whiten(range,
+    nugget, xy) -> (z, log|C|) | None`` replaces the dense Cholesky (``dist`` then unused;
+    e.g. :meth:`rhcloud.drivers.vecchia.VecchiaLikelihood.whiten`; ``start`` required).
     """
     t0 = time.perf_counter()
     structure = canonical(structure)
@@ -358,7 +360,7 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
     m = len(des.smooths)
     y = data[response].to_numpy(np.float64)
     xy = np.asfortranarray(np.column_stack([des.xf, des.z, y]))
-    work = None if structure == "none" else np.empty_like(dist, order="C")
+    work = None if (structure == "none" or whiten is not None) else np.empty_like(dist, order="C")
     state = {"log_tau": np.zeros(m), "evals": 0}
     tight = n <= 3000 if tight is None else tight
 
@@ -366,6 +368,11 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
         state["evals"] += 1
         if structure == "none":
             z, logdet = xy, 0.0
+        elif whiten is not None:
+            w = whiten(range_, nug, xy)
+            if w is None:
+                return None
+            z, logdet = w
         else:
             fill_correlation(structure, dist, range_, nug, out=work)
             chol, info = lapack.dpotrf(work.T, lower=1, overwrite_a=1, clean=0)

@@ -27,7 +27,7 @@ from scipy.linalg import lapack
 from scipy.optimize import minimize, minimize_scalar
 
 from ._blas import blas_threads, threads_for
-from .correlation import STRUCTURES, canonical, fill_correlation
+from .correlation import STRUCTURES, canonical, fill_correlation, rho
 
 LOG2PI = math.log(2.0 * math.pi)
 log = logging.getLogger(__name__)
@@ -45,17 +45,27 @@ class Profile:
     r_xx: np.ndarray  # upper-triangular R of whitened X (p x p)
 
 
-def _whiten_profile(chol: np.ndarray | None, xy: np.ndarray, reml: bool) -> Profile:
-    n, p1 = xy.shape
-    p = p1 - 1
+def _whiten_profile(chol: np.ndarray | None, xy: np.ndarray, reml: bool,
+                    single: bool = False) -> Profile:
     if chol is None:
         z = xy
         logdet = 0.0
     else:
-        z, info = lapack.dtrtrs(chol, xy, lower=1)
-        if info != 0:
+        if single:
+            z, info = lapack.strtrs(chol, np.asfortranarray(xy, dtype=np.float32), lower=1)
+            z = z.astype(np.float64)
+        else:
+            z, info = lapack.dtrtrs(chol, xy, lower=1)
+        if info != 0 or not np.all(np.isfinite(z)):
             raise np.linalg.LinAlgError("triangular solve failed")
-        logdet = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
+        logdet = 2.0 * float(np.sum(np.log(np.diagonal(chol).astype(np.float64))))
+    return profile_from_whitened(z, logdet, reml)
+
+
+def profile_from_whitened(z: np.ndarray, logdet: float, reml: bool) -> Profile:
+    """Profile from the whitened ``[X* y*]`` (n x (p+1)) and ``log|C|``."""
+    n, p1 = z.shape
+    p = p1 - 1
     r = np.linalg.qr(z, mode="r")
     diag = np.abs(np.diagonal(r))
     rss = float(diag[p] ** 2)
@@ -72,11 +82,13 @@ class GLSLikelihood:
     """Profiled GLS log-likelihood of one structure, reusing a distance matrix and a buffer.
 
     ``dist`` (n x n, C order) is never modified; ``work`` (same shape) is overwritten at
-    every evaluation. Evaluations are counted in ``n_evals``.
+    every evaluation (``work32``, float32, at single-precision ones; allocated when first
+    needed). Evaluations are counted in ``n_evals`` (float64) and ``n_evals32``.
     """
 
     def __init__(self, y: np.ndarray, X: np.ndarray, dist: np.ndarray | None, structure: str,
-                 method: str = "ML", work: np.ndarray | None = None):
+                 method: str = "ML", work: np.ndarray | None = None,
+                 work32: np.ndarray | None = None, dmin: float | None = None):
         self.structure = canonical(structure)
         self.method = method.upper()
         if self.method not in ("ML", "REML"):
@@ -94,26 +106,48 @@ class GLSLikelihood:
             if work is None or work.shape != dist.shape:
                 work = np.empty_like(dist, order="C")
         self.work = work
+        self.work32 = work32
+        self._dmin = dmin
         self.n_evals = 0
+        self.n_evals32 = 0
         self.n_failed = 0
-        self._cache: dict[tuple[float, float], Profile | None] = {}
+        self._cache: dict[tuple[float, float, bool], Profile | None] = {}
 
-    def profile(self, range_: float = 1.0, nugget: float = 0.0) -> Profile | None:
-        """Profile at (range, nugget); ``None`` when C is not positive-definite."""
-        key = (float(range_), float(nugget))
+    def profile(self, range_: float = 1.0, nugget: float = 0.0,
+                single: bool = False) -> Profile | None:
+        """Profile at (range, nugget); ``None`` when C is not positive-definite.
+
+        ``single``: factorize in float32 (about twice as fast; the log-likelihood is then
+        accurate to ~1e-3 at n = 10,000, used only to locate the optimum). A float32
+        factorization that fails falls back to float64.
+        """
+        key = (float(range_), float(nugget), bool(single))
         if key in self._cache:
             return self._cache[key]
-        prof = self._profile(range_, nugget)
-        if len(self._cache) > 64:
+        prof = self._profile(range_, nugget, single)
+        if len(self._cache) > 256:
             self._cache.clear()
         self._cache[key] = prof
         return prof
 
-    def _profile(self, range_: float, nugget: float) -> Profile | None:
-        self.n_evals += 1
+    def _profile(self, range_: float, nugget: float, single: bool = False) -> Profile | None:
         reml = self.method == "REML"
-        if self.structure == "none":
+        if self.structure == "none" or self._is_identity(range_, nugget):
+            self.n_evals += 1
             return _whiten_profile(None, self.xy, reml)
+        if single:
+            self.n_evals32 += 1
+            if self.work32 is None or self.work32.shape != self.dist.shape:
+                self.work32 = np.empty(self.dist.shape, dtype=np.float32)
+            fill_correlation(self.structure, self.dist, range_, nugget, out=self.work32)
+            chol, info = lapack.spotrf(self.work32.T, lower=1, overwrite_a=1, clean=0)
+            if info == 0:
+                try:
+                    return _whiten_profile(chol, self.xy, reml, single=True)
+                except np.linalg.LinAlgError:
+                    pass
+            # not positive-definite in float32: decide in float64
+        self.n_evals += 1
         fill_correlation(self.structure, self.dist, range_, nugget, out=self.work)
         chol, info = lapack.dpotrf(self.work.T, lower=1, overwrite_a=1, clean=0)
         if info != 0:
@@ -125,9 +159,19 @@ class GLSLikelihood:
             self.n_failed += 1
             return None
 
-    def loglik(self, range_: float = 1.0, nugget: float = 0.0) -> float:
+    def _is_identity(self, range_: float, nugget: float) -> bool:
+        """C is exactly the identity in float64 (compact or gaussian correlation with a
+        range well below the smallest distance): no factorization needed."""
+        if self.structure not in ("spherical", "linear", "gaussian"):
+            return False
+        if self._dmin is None:
+            self._dmin = _min_positive(self.dist)
+        s = self._dmin * (1.0 / range_)
+        return float(rho(self.structure, np.array([s]))[0]) * (1.0 - nugget) == 0.0
+
+    def loglik(self, range_: float = 1.0, nugget: float = 0.0, single: bool = False) -> float:
         """Profiled log-likelihood (``-inf`` if C is not positive-definite)."""
-        prof = self.profile(range_, nugget)
+        prof = self.profile(range_, nugget, single)
         return -math.inf if prof is None else prof.loglik
 
 
@@ -209,7 +253,7 @@ def _finish(lik: GLSLikelihood, structure: str, nugget: bool, range_: float, nug
         nan = math.nan
         return GLSFit(structure, nugget, lik.method, np.full(p, nan), np.full(p, nan),
                       coef_names, range_, nug, nan, -math.inf, nan, nan, n, 0, False, False,
-                      lik.n_evals, time.perf_counter() - t0,
+                      lik.n_evals + lik.n_evals32, time.perf_counter() - t0,
                       message or "correlation matrix not positive-definite", distance)
     reml = lik.method == "REML"
     nr = n - p if reml else n
@@ -225,7 +269,8 @@ def _finish(lik: GLSLikelihood, structure: str, nugget: bool, range_: float, nug
                   math.nan if structure == "none" else range_,
                   (nug if nugget else 0.0) if structure != "none" else math.nan,
                   math.sqrt(prof.rss / nr), prof.loglik, aic, bic, n, npar, pd_ok, converged,
-                  lik.n_evals, time.perf_counter() - t0, message, distance)
+                  lik.n_evals + lik.n_evals32, time.perf_counter() - t0, message, distance,
+                  {"n_evals32": lik.n_evals32})
 
 
 def _local_maxima(values: np.ndarray) -> list[tuple[int, ...]]:
@@ -265,105 +310,361 @@ def _optimize(obj, x0: np.ndarray, bounds: list[tuple[float, float]], tight: boo
     return np.asarray(res.x), float(res.fun)
 
 
-def _quad_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: float = 0.1,
-                 tol: float = 2e-4, max_iter: int = 8) -> tuple[np.ndarray, float]:
-    """Derivative-free Newton steps on a quadratic model fitted through a small design.
+def _quad_design(d: np.ndarray) -> np.ndarray:
+    """Columns of the quadratic model in the offsets ``d`` (m x dim)."""
+    if d.shape[1] == 1:
+        return np.column_stack([np.ones(len(d)), d[:, 0], 0.5 * d[:, 0] ** 2])
+    return np.column_stack([np.ones(len(d)), d[:, 0], d[:, 1], 0.5 * d[:, 0] ** 2,
+                            0.5 * d[:, 1] ** 2, d[:, 0] * d[:, 1]])
 
-    Each iteration evaluates ``obj`` at ``x`` and ``x +- h e_i`` (plus ``x + h (e_1 + e_2)``
-    in 2-D), fits the exact quadratic through those points, and moves to its minimum
-    (trust radius ``3 h``); ``h`` shrinks with the step. For the expensive full-size
-    likelihood, started near the optimum: about 6 evaluations per iteration in 2-D, 3 in 1-D.
+
+def _unpack_quad(coef: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    if dim == 1:
+        return coef[1:2], np.array([[coef[2]]])
+    return coef[1:3], np.array([[coef[3], coef[5]], [coef[5], coef[4]]])
+
+
+@dataclass
+class SearchResult:
+    """Outcome of :func:`_model_search`."""
+
+    x: np.ndarray
+    f: float
+    hess: np.ndarray | None  # Hessian of the last quadratic model (None if not convex)
+    n_evals: int
+    h: float
+
+
+def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: float = 0.1,
+                  tol: float = 2e-4, h_min: float | None = None, h_conv: float | None = None,
+                  max_evals: int = 60) -> SearchResult:
+    """Derivative-free Newton steps on quadratic models that reuse earlier evaluations.
+
+    Every evaluated point is kept. At each iteration the quadratic model (3 coefficients in
+    1-D, 6 in 2-D) is fitted by least squares to the evaluated points within ``2.5 h`` of
+    the best point; only when they do not determine it (too few, or badly placed) are
+    stencil points ``x +- h e_i`` (and ``x + h (e_1 + e_2)``) added, one at a time. The
+    step goes to the model's minimum within a trust radius ``3 h`` (Newton when the model
+    is convex, else the best model value on a polar grid); ``h`` follows the step length
+    (never below ``h_min``, e.g. above the noise level of a float32 objective). Converged
+    when the step is below ``tol`` on a design of scale ``h_conv`` (default
+    ``max(4 tol, h_min)``); the model's optimum is then evaluated. Near the optimum this
+    costs about one new evaluation per iteration plus the initial and final designs.
     """
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
-    x = np.clip(np.asarray(x0, float), lo, hi)
-    fx = obj(x)
-    dim = x.size
-    for _ in range(max_iter):
-        e = np.eye(dim) * h
-        pts = [x + e[i] for i in range(dim)] + [x - e[i] for i in range(dim)]
+    dim = len(bounds)
+    h_min = 0.0 if h_min is None else h_min
+    h_conv = max(4 * tol, h_min) if h_conv is None else max(h_conv, h_min)
+    need = 3 if dim == 1 else 6
+    xs: list[np.ndarray] = []
+    fs: list[float] = []
+
+    def ev(x: np.ndarray) -> tuple[np.ndarray, float]:
+        x = np.clip(x, lo, hi)
+        for xi, fi in zip(xs, fs, strict=True):
+            if np.all(np.abs(xi - x) < 1e-12):
+                return xi, fi
+        f = float(obj(x))
+        xs.append(x)
+        fs.append(f)
+        return x, f
+
+    def poised(idx: list[int], x_b: np.ndarray) -> bool:
+        if len(idx) < need:
+            return False
+        a = _quad_design((np.array([xs[i] for i in idx]) - x_b) / h)
+        sv = np.linalg.svd(a, compute_uv=False)
+        return bool(sv[-1] > 1e-3 * sv[0])
+
+    x_b, f_b = ev(np.asarray(x0, float))
+    hess = None
+    while len(xs) < max_evals:
+        i_b = int(np.argmin(fs))
+        x_b, f_b = xs[i_b], fs[i_b]
+        # the local design: earlier points near x_b, completed by stencil points
+        stencil = []
+        for i in range(dim):
+            for sgn in (1.0, -1.0):
+                p_ = x_b.copy()
+                p_[i] += sgn * h
+                if p_[i] > hi[i] or p_[i] < lo[i]:  # one-sided at a bound
+                    p_[i] = x_b[i] - 2 * sgn * h
+                stencil.append(np.clip(p_, lo, hi))
         if dim == 2:
-            pts.append(x + e[0] + e[1])
-        pts = [np.clip(p_, lo, hi) for p_ in pts]
-        vals = np.array([obj(p_) for p_ in pts])
-        ok = np.all(vals < 1e299) and fx < 1e299
-        best_i = int(np.argmin(vals))
-        step = None
-        if ok:
-            d = np.array(pts) - x
-            if dim == 1:
-                a = np.column_stack([d[:, 0], 0.5 * d[:, 0] ** 2])
-            else:
-                a = np.column_stack([d[:, 0], d[:, 1], 0.5 * d[:, 0] ** 2, 0.5 * d[:, 1] ** 2,
-                                     d[:, 0] * d[:, 1]])
-            coef, *_ = np.linalg.lstsq(a, vals - fx, rcond=None)
-            if dim == 1:
-                g, hess = coef[:1], np.array([[coef[1]]])
-            else:
-                g = coef[:2]
-                hess = np.array([[coef[2], coef[4]], [coef[4], coef[3]]])
-            if np.all(np.linalg.eigvalsh(hess) > 0):
-                step = -np.linalg.solve(hess, g)
-                norm = float(np.linalg.norm(step))
-                if norm > 3 * h:
-                    step *= 3 * h / norm
-        if step is None:  # not convex here: move to the best design point, widen the design
-            if vals[best_i] < fx:
-                x, fx = pts[best_i], float(vals[best_i])
-                h = min(2 * h, 1.0)
+            sx = np.where(x_b + h > hi, -1.0, 1.0)
+            stencil.append(np.clip(x_b + h * sx, lo, hi))
+            stencil.append(np.clip(x_b - h * sx, lo, hi))
+
+        def local(x_b=x_b, h=h) -> list[int]:
+            return [i for i in range(len(xs))
+                    if fs[i] < 1e299 and np.linalg.norm(xs[i] - x_b) <= 2.5 * h * (1 + 1e-9)]
+
+        idx = local()
+        while not poised(idx, x_b) and stencil and len(xs) < max_evals:
+            pts = np.array([xs[i] for i in idx]) if idx else x_b[None, :]
+            gaps = [float(np.min(np.linalg.norm(pts - c, axis=1))) for c in stencil]
+            j = int(np.argmax(gaps))
+            cand = stencil.pop(j)
+            if gaps[j] < 0.3 * h:
                 continue
+            ev(cand)
+            idx = local()
+        if fs[int(np.argmin(fs))] < f_b and not np.array_equal(xs[int(np.argmin(fs))], x_b):
+            continue  # a design point is better: re-centre there
+        if not poised(idx, x_b):  # non-finite values around: shrink
             h *= 0.5
+            hess = None
             if h < tol:
                 break
             continue
-        xn = np.clip(x + step, lo, hi)
-        fn = obj(xn)
-        cand = [(fn, xn), (float(vals[best_i]), pts[best_i]), (fx, x)]
-        fbest, xbest = min(cand, key=lambda t: t[0])
-        moved = float(np.linalg.norm(xbest - x))
-        x, fx = xbest, fbest
-        # converged when the step is small on a design that is itself small (the quadratic
-        # model over a wide design can predict a tiny step far from the optimum)
-        if float(np.linalg.norm(step)) < tol and h <= 4 * tol:
+        d = np.array([xs[i] for i in idx]) - x_b
+        v = np.array([fs[i] for i in idx])
+        coef, *_ = np.linalg.lstsq(_quad_design(d), v, rcond=None)
+        g, hm = _unpack_quad(coef, dim)
+        scale = np.max(np.abs(v - f_b)) if len(v) else 0.0
+        if scale < 1e-9 * max(1.0, abs(f_b)):
+            break  # flat (e.g. the identity limit of a compact correlation): nothing to gain
+        ev_h = np.linalg.eigvalsh(hm)
+        step = None
+        if np.all(ev_h > 0):
+            hess = hm
+            step = -np.linalg.solve(hm, g)
+            if np.linalg.norm(step) > 3 * h:
+                step = None
+        else:
+            hess = None
+        if step is None:  # the model's minimum within the trust radius, on a polar grid
+            if dim == 1:
+                cands = np.linspace(-3 * h, 3 * h, 61)[:, None]
+            else:
+                ang = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+                rad = np.array([0.5, 1.0, 2.0, 3.0]) * h
+                cands = np.array([[r * np.cos(t), r * np.sin(t)] for r in rad for t in ang])
+            mvals = _quad_design(cands) @ coef
+            step = cands[int(np.argmin(mvals))]
+        x_new = np.clip(x_b + step, lo, hi)
+        step = x_new - x_b
+        slen = float(np.linalg.norm(step))
+        pred = float(coef[0] - (_quad_design(step[None, :]) @ coef)[0])
+        if slen < tol:
+            if hess is None:
+                break
+            if h <= h_conv * (1 + 1e-9):
+                if slen > 1e-12:
+                    ev(x_new)  # the model's optimum, more accurate than the design points
+                break
+            h = h_conv  # confirm the tiny step on a small design
+            continue
+        _, f_new = ev(x_new)
+        improved = f_new < f_b
+        if hess is None:  # not convex: explore more widely when the step helped
+            if improved:
+                h = min(2 * h, 1.0)
+            elif h_min > 0 and h <= h_min * (1 + 1e-9):
+                break  # at the noise floor of the objective
+            else:
+                h = max(0.5 * h, h_min)
+        elif not improved or (f_b - f_new) < 0.25 * pred:
+            if not improved and h <= h_conv * (1 + 1e-9):
+                break  # the model on the smallest design cannot improve: converged
+            h = max(0.5 * min(h, max(slen, h_conv)), h_min)  # model poor at this scale
+        else:  # keep earlier points in the design while the steps are large
+            h = max(min(h, 4 * slen), h_conv)
+        if h < tol and hess is None:
             break
-        h = min(h, max(2 * float(np.linalg.norm(step)), 4 * tol, moved / 2))
-    return x, fx
+    i_b = int(np.argmin(fs))
+    return SearchResult(xs[i_b], fs[i_b], hess, len(xs), h)
+
+
+def _polish(obj, res: SearchResult, bounds: list[tuple[float, float]],
+            h: float = 0.01) -> tuple[np.ndarray, float, int]:
+    """One Newton step in float64 from the float32 search's optimum.
+
+    ``obj`` is the float64 objective. The gradient comes from forward differences
+    (corrected with the float32 model's Hessian diagonal), the step from that Hessian; the
+    step's point is evaluated only when the predicted gain exceeds 1e-7. Returns the best
+    float64 point, its value and the number of evaluations (1 + dim [+ 1]).
+    """
+    x = res.x
+    f0 = float(obj(x))
+    if res.hess is None or f0 >= 1e299:
+        return x, f0, 1
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    dim = len(x)
+    g = np.zeros(dim)
+    seen = [(f0, x)]
+    for i in range(dim):
+        hi_ = h if x[i] + h <= hi[i] else -h
+        p_ = x.copy()
+        p_[i] += hi_
+        fi = float(obj(p_))
+        seen.append((fi, p_))
+        if fi >= 1e299:
+            break
+        g[i] = (fi - f0) / hi_ - 0.5 * res.hess[i, i] * hi_
+    else:
+        step = -np.linalg.solve(res.hess, g)
+        nrm = float(np.linalg.norm(step))
+        if nrm > 0.1:
+            step *= 0.1 / nrm
+        x1 = np.clip(x + step, lo, hi)
+        step = x1 - x
+        gain = -(g @ step + 0.5 * step @ res.hess @ step)
+        if gain > 1e-7:
+            seen.append((float(obj(x1)), x1))
+    f_b, x_b = min(seen, key=lambda t: t[0])
+    return x_b, f_b, len(seen)
+
+
+SINGLE_MIN_N = 4000
+"""From this many cells the full-size search runs on float32 factorizations (then a float64
+polish); below, float64 throughout."""
+
+MID_SUBSAMPLE = 3000
+"""Size of the second, finer subsample fit that starts the full-size search (n > 3 x this
+/ 1.5 x ``subsample``)."""
 
 
 def fit_gls(y: np.ndarray, X: np.ndarray, dist: np.ndarray | None, structure: str,
             nugget: bool = False, method: str = "ML", coef_names: list[str] | None = None,
             subsample: int = 1000, n_range: int | None = None, seed: int = 0,
             work: np.ndarray | None = None, start: tuple[float, float] | None = None,
-            distance: str = "", coarse: bool = False) -> GLSFit:
+            distance: str = "", coarse: bool = False, single: bool | None = None,
+            work32: np.ndarray | None = None, dmin: float | None = None) -> GLSFit:
     """Maximize the exact (RE)ML likelihood over range (and nugget) of one structure.
 
     Small problems (n <= ``subsample``): a grid of starts (log-spaced ranges, dense for
     spherical and linear whose profile has many local maxima, times nuggets), a tight
     Nelder-Mead (bounded Brent in 1-D) from each of the best three local maxima of the grid,
     then a restarted polish of the best. Larger problems: a coarse version of that search on
-    a random subsample of ``min(subsample, max(300, n // 3))`` cells gives the start, then
-    derivative-free Newton steps on quadratic models (:func:`_quad_search`) on all cells; the
-    identity limit is always compared. ``start`` = (range, nugget) skips the search.
-    Range in the unit of ``dist``; returns a :class:`GLSFit`.
+    a random subsample of ``min(subsample, max(300, n // 3))`` cells, refined by quadratic
+    model steps on a nested subsample of ``min(3000, n // 3)`` cells (when that is at least
+    1.5 times larger), gives the start; then derivative-free Newton steps on quadratic
+    models that reuse earlier evaluations (:func:`_model_search`) on all cells. From
+    ``SINGLE_MIN_N`` cells (``single=None``; ``True``/``False`` force it) that search
+    factorizes in float32 and ends with a float64 Newton step (:func:`_polish`): the
+    reported log-likelihood, coefficients and SEs are always float64. The identity limit is
+    compared when the search ends below the independent-errors likelihood. ``start`` =
+    (range, nugget) skips the search. Range in the unit of ``dist``; returns a
+    :class:`GLSFit`.
     """
     n_all = len(np.asarray(y))
     with blas_threads(threads_for(n_all)):
         return _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_range,
-                        seed, work, start, distance, coarse)
+                        seed, work, start, distance, coarse, single, work32, dmin)
+
+
+def _min_positive(dist: np.ndarray) -> float:
+    """Smallest positive entry of a distance matrix (by blocks of rows)."""
+    best = math.inf
+    for a in range(0, dist.shape[0], 1024):
+        blk = dist[a:a + 1024]
+        pos = blk[blk > 0]
+        if pos.size:
+            best = min(best, float(pos.min()))
+    return best
+
+
+def _first_feasible(obj, starts: list[np.ndarray]) -> np.ndarray:
+    """The first start if its correlation matrix is positive-definite, else the best of the
+    others (corLin's PD region shrinks as cells are added, so a subsample's optimum may
+    not be PD on all cells)."""
+    if obj(starts[0]) < 1e299 or len(starts) == 1:
+        return starts[0]
+    vals = [obj(a) for a in starts[1:]]
+    i = int(np.argmin(vals))
+    return starts[1 + i] if vals[i] < 1e299 else starts[0]
+
+
+def _subsample_start(y, X, sub_dist, structure, nugget, method, n_range, seed, subsample,
+                     bounds) -> tuple[np.ndarray, list[np.ndarray], str]:
+    """Start of the full-size search from nested random subsamples (see :func:`fit_gls`)."""
+    y = np.asarray(y)
+    n = len(y)
+    perm = np.random.default_rng(seed).permutation(n)
+    m1 = min(subsample, max(300, n // 3))
+    idx1 = np.sort(perm[:m1])
+    sub1 = fit_gls(y[idx1], X[idx1], sub_dist(idx1), structure, nugget, method,
+                   subsample=m1, n_range=n_range, coarse=True)
+    if np.isfinite(sub1.loglik):
+        x1 = np.array([math.log(sub1.range)] + ([_logit(sub1.nugget_value)] if nugget else []))
+    else:
+        x1 = np.array([0.5 * (bounds[0][0] + bounds[0][1])] + ([0.0] if nugget else []))
+    others = [np.array([math.log(r)] + ([_logit(v)] if nugget else []))
+              for r, v in sub1.extra.get("candidates", [])]
+    # without a nugget the range stands in for micro-scale variance and shrinks with the
+    # cell spacing, which scales as (cells)^-1/2
+    slope = 0.0 if nugget else -0.5
+    m2 = min(MID_SUBSAMPLE, n // 3)
+    msg = f"start from a {m1}-cell subsample fit"
+    x_sub, m_sub = x1, m1
+    if m2 >= 1.5 * m1:
+        idx2 = np.sort(perm[:m2])
+        d2 = sub_dist(idx2)
+        lik2 = GLSLikelihood(y[idx2], X[idx2], d2, structure, method)
+        lo2, hi2 = _range_bounds(d2)
+        b2 = [(math.log(lo2), math.log(hi2))] + ([(_NUG_LO, _NUG_HI)] if nugget else [])
+
+        def obj2(x: np.ndarray) -> float:
+            ll = lik2.loglik(math.exp(x[0]), _expit(x[1]) if nugget else 0.0)
+            return 1e300 if not np.isfinite(ll) else -ll
+
+        lo2_, hi2_ = [b[0] for b in b2], [b[1] for b in b2]
+        starts = []
+        for x in [x1, *others]:
+            x = x.copy()
+            x[0] += slope * math.log(m2 / m1)
+            starts.append(np.clip(x, lo2_, hi2_))
+        with blas_threads(threads_for(m2)):
+            x_start = _first_feasible(obj2, starts)
+            res2 = _model_search(obj2, x_start, b2,
+                                 h=0.15 if structure in ("spherical", "linear") else 0.1,
+                                 tol=1e-3, max_evals=40)
+            ll_none = _whiten_profile(None, lik2.xy, lik2.method == "REML").loglik
+            x2 = res2.x
+            if res2.f > -ll_none:  # below independence: the identity limit
+                x2 = np.array([b2[0][0]] + ([_NUG_LO] if nugget else []))
+        if not nugget and x1[0] > bounds[0][0] + 1e-9 and x2[0] > b2[0][0] + 1e-9:
+            slope = min(0.0, max(-1.0, (x2[0] - x1[0]) / math.log(m2 / m1)))
+        x_sub, m_sub = x2, m2
+        msg = f"start from {m1}- and {m2}-cell subsample fits"
+        del d2, lik2
+    x0 = x_sub.copy()
+    x0[0] += slope * math.log(n / m_sub)
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    alt = []
+    for x in others:
+        x = x.copy()
+        x[0] += slope * math.log(n / m1)
+        x = np.clip(x, lo, hi)
+        if np.linalg.norm(x - x0) > 0.05 and all(np.linalg.norm(x - a) > 0.05 for a in alt):
+            alt.append(x)
+    return np.clip(x0, lo, hi), alt, msg
 
 
 def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_range, seed, work,
-             start, distance, coarse) -> GLSFit:
+             start, distance, coarse, single=None, work32=None, dmin=None, lik=None,
+             sub_dist=None, range_bounds=None) -> GLSFit:
+    """The search of :func:`fit_gls`; ``lik`` (with ``sub_dist(idx)``, the dense distances
+    of a subsample, and ``range_bounds``) replaces the exact likelihood, e.g. by
+    :class:`rhcloud.drivers.vecchia.VecchiaLikelihood`."""
     t0 = time.perf_counter()
     structure = canonical(structure)
     X = np.asarray(X, dtype=np.float64)
     if X.ndim == 1:
         X = X[:, None]
     coef_names = coef_names or [f"x{i}" for i in range(X.shape[1])]
-    lik = GLSLikelihood(y, X, dist, structure, method, work)
+    if lik is None:
+        lik = GLSLikelihood(y, X, dist, structure, method, work, work32, dmin=dmin)
+    if sub_dist is None:
+        def sub_dist(idx):
+            return dist[np.ix_(idx, idx)]
     if structure == "none":
         return _finish(lik, "none", False, math.nan, 0.0, coef_names, t0, distance=distance)
-    lo, hi = _range_bounds(dist)
+    lo, hi = range_bounds if range_bounds is not None else _range_bounds(dist)
     bounds = [(math.log(lo), math.log(hi))] + ([(_NUG_LO, _NUG_HI)] if nugget else [])
     compact = structure in ("spherical", "linear")
 
@@ -375,30 +676,46 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
         ll = lik.loglik(r, v)
         return 1e300 if not np.isfinite(ll) else -ll
 
+    def obj32(x: np.ndarray) -> float:
+        r, v = unpack(x)
+        ll = lik.loglik(r, v, single=True)
+        return 1e300 if not np.isfinite(ll) else -ll
+
     n = lik.n
     message = ""
+    extra: dict = {}
     if start is not None:
         x_best = np.array([math.log(start[0])] + ([_logit(start[1])] if nugget else []))
         x_best, f_best = _optimize(obj, x_best, bounds, tight=True)
         x_best, f_best = _optimize(obj, x_best, bounds, tight=True, step=0.02)
     elif n <= subsample:
-        x_best, f_best = _search_small(obj, bounds, nugget, compact, n_range, coarse)
+        found: list = []
+        x_best, f_best = _search_small(obj, bounds, nugget, compact, n_range, coarse, found)
+        found.sort(key=lambda t: t[1])
+        extra["candidates"] = [unpack(x) for x, f in found if f < 1e299]
     else:
-        rng = np.random.default_rng(seed)
-        m = min(subsample, max(300, n // 3))
-        idx = np.sort(rng.choice(n, size=m, replace=False))
-        sub_fit = fit_gls(np.asarray(y)[idx], X[idx], dist[np.ix_(idx, idx)], structure, nugget,
-                          method, coef_names, subsample=m, n_range=n_range, coarse=True)
-        x0 = np.array([math.log(sub_fit.range)] + ([_logit(sub_fit.nugget_value)] if nugget else []))
-        if not nugget:
-            # without a nugget the range stands in for micro-scale variance and shrinks with
-            # the cell spacing, which scales as (cells)^-1/2
-            x0[0] += 0.5 * math.log(m / n)
-        if not np.isfinite(sub_fit.loglik):
-            x0 = np.array([0.5 * (bounds[0][0] + bounds[0][1])] + ([0.0] if nugget else []))
-        big = n > 5000  # each evaluation costs seconds: stop at 1e-3 in the parameters
-        x_best, f_best = _quad_search(obj, x0, bounds, h=0.15 if compact else 0.1,
-                                      tol=1e-3 if big else 2e-4, max_iter=8)
+        x0, alt, message = _subsample_start(y, X, sub_dist, structure, nugget, method,
+                                            n_range, seed, subsample, bounds)
+        use32 = (n >= SINGLE_MIN_N) if single is None else bool(single)
+        # not for corLin: its small nuggets make C ill-conditioned and float32 too noisy
+        use32 = use32 and isinstance(lik, GLSLikelihood) and structure != "linear"
+        h0 = 0.15 if compact else 0.1
+        obj_s = obj32 if use32 else obj
+        x0 = _first_feasible(obj_s, [x0, *alt])
+        if use32:
+            # float32 objective: its noise (~1e-3 at n = 10,000) sets the smallest design;
+            # spherical and linear profiles are only once differentiable (kinks where the
+            # range crosses a distance): a coarser smallest design for them
+            res = _model_search(obj32, x0, bounds, h=h0, tol=0.01 if compact else 5e-3,
+                                h_min=0.06 if compact else 0.03, max_evals=30)
+            x_best, f_best, _ = _polish(obj, res, bounds, h=0.03 if compact else 0.01)
+            message += "; float32 search, float64 polish"
+        elif n >= SINGLE_MIN_N:  # large corLin fit, float64 (kinked profile: coarser)
+            res = _model_search(obj, x0, bounds, h=h0, tol=2e-3, h_conv=0.03, max_evals=30)
+            x_best, f_best = res.x, res.f
+        else:
+            res = _model_search(obj, x0, bounds, h=h0, tol=2e-4, h_conv=0.01, max_evals=60)
+            x_best, f_best = res.x, res.f
         # the identity limit (range below the cell spacing) is a candidate when the search
         # ended below the independent-errors likelihood (computed without a Cholesky)
         ll_none = _whiten_profile(None, lik.xy, lik.method == "REML").loglik
@@ -407,7 +724,6 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
             f_id = obj(x_id)
             if f_id < f_best:
                 x_best, f_best = x_id, f_id
-        message = f"start from a {subsample}-cell subsample fit"
     r_hat, v_hat = unpack(x_best)
     pd_ok = f_best < 1e299
     if pd_ok and structure == "linear":
@@ -418,12 +734,14 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
             message = "optimum on the boundary of the positive-definite region; not reported"
     elif not pd_ok:
         message = "no positive-definite correlation matrix found"
-    return _finish(lik, structure, nugget, r_hat, v_hat, coef_names, t0, message,
-                   converged=pd_ok, pd_ok=pd_ok, distance=distance)
+    fit = _finish(lik, structure, nugget, r_hat, v_hat, coef_names, t0, message,
+                  converged=pd_ok, pd_ok=pd_ok, distance=distance)
+    fit.extra.update(extra)
+    return fit
 
 
 def _search_small(obj, bounds, nugget: bool, compact: bool, n_range: int | None,
-                  coarse: bool = False) -> tuple[np.ndarray, float]:
+                  coarse: bool = False, found: list | None = None) -> tuple[np.ndarray, float]:
     k = n_range or ((30 if compact else 12) if coarse else (60 if compact else 20))
     rgrid = np.linspace(bounds[0][0], bounds[0][1], k)
     nug = (0.05, 0.25, 0.5, 0.8) if coarse else (0.02, 0.1, 0.25, 0.45, 0.7, 0.9)
@@ -432,7 +750,12 @@ def _search_small(obj, bounds, nugget: bool, compact: bool, n_range: int | None,
         vals = np.array([[obj(np.array([r, v])) for v in ngrid] for r in rgrid])
     else:
         vals = np.array([obj(np.array([r])) for r in rgrid])
-    maxima = _local_maxima(-vals)[: (2 if coarse else 3)]
+    all_maxima = _local_maxima(-vals)
+    maxima = all_maxima[: (2 if coarse else 3)]
+    if found is not None:  # other local maxima of the grid: fallback starts
+        for idx in all_maxima[len(maxima):6]:
+            found.append((np.array([rgrid[idx[0]]] + ([ngrid[idx[1]]] if nugget else [])),
+                          float(vals[idx])))
     if not maxima:
         x0 = np.array([rgrid[k // 2]] + ([0.0] if nugget else []))
         return x0, obj(x0)
@@ -441,6 +764,8 @@ def _search_small(obj, bounds, nugget: bool, compact: bool, n_range: int | None,
     for idx in maxima:
         x0 = np.array([rgrid[idx[0]]] + ([ngrid[idx[1]]] if nugget else []))
         x, f = _optimize(obj, x0, bounds, tight=not coarse, step=step)
+        if found is not None:
+            found.append((x, f))
         if f < best_f:
             best_x, best_f = x, f
     if coarse:  # a start for the full-size search: no polish
@@ -472,6 +797,10 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
         dmap = distances
     any_d = next(iter(dmap.values()))
     work = np.empty_like(any_d, order="C")
+    work32 = None
+    if len(any_d) >= SINGLE_MIN_N and kwargs.get("single", None) is not False:
+        work32 = np.empty(any_d.shape, dtype=np.float32)
+    dmins: dict[str, float] = {}
     fits: list[GLSFit] = []
     if include_none:
         fits.append(fit_gls(y, X, None, "none", method=method, coef_names=coef_names))
@@ -480,15 +809,23 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
         if s == "none":
             continue
         name = (distance_for or {}).get(s, next(iter(dmap)))
+        if name not in dmins:
+            dmins[name] = _min_positive(dmap[name])
         for nug in nuggets:
             fits.append(fit_gls(y, X, dmap[name], s, nug, method, coef_names, work=work,
-                                distance=name, **kwargs))
+                                work32=work32, dmin=dmins[name], distance=name, **kwargs))
             f = fits[-1]
             log.info("GLS %s%s: logLik %.4f, range %.5g, nugget %.4g, %d evaluations, %.1f s",
                      s, " + nugget" if nug else "", f.loglik, f.range, f.nugget_value,
                      f.n_evals, f.seconds)
+    return rank_fits(fits)
+
+
+def rank_fits(fits: list[GLSFit]) -> tuple[pd.DataFrame, list[GLSFit]]:
+    """The ``gls_aic.csv`` table of fits, sorted by AIC (NaN AIC last), and the fits."""
     rows = pd.DataFrame([f.row() for f in fits])
     rows["positive_definite"] = [f.positive_definite for f in fits]
+    rows["likelihood"] = [f.extra.get("likelihood", "exact") for f in fits]
     order = rows["aic"].fillna(np.inf).argsort(kind="stable")
     rows = rows.iloc[order].reset_index(drop=True)
     fits = [fits[i] for i in order]

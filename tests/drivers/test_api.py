@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 from drivers_helpers import planted_grid_world
 
 from rhcloud.drivers import cli
@@ -91,4 +90,3 @@ def test_dataset_input_and_cli(tmp_path):
     df.to_parquet(pq)
     assert cli.main([str(pq), *args, "--no-figures", "--output", str(tmp_path / "o2")]) == 0
     assert cli.main([str(csv), "--response", "nope", "--output", str(tmp_path / "o3")]) == 2
-    assert isinstance(xr.Dataset, type)
