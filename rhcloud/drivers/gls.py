@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -821,8 +821,35 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
     return rank_fits(fits)
 
 
+def nested_floor(fits: list[GLSFit]) -> list[GLSFit]:
+    """A structure with nugget nests the one without (nugget = 0): where its optimizer ended
+    below the no-nugget optimum (kinked spherical/linear profiles), report that boundary
+    point instead, with the nugget model's own parameter count. Never lowers a logLik."""
+    plain = {(f.structure, f.distance): f for f in fits if not f.nugget}
+    out = []
+    for f in fits:
+        base = plain.get((f.structure, f.distance))
+        if (f.nugget and base is not None and base.positive_definite
+                and np.isfinite(base.loglik)
+                and not (np.isfinite(f.loglik) and f.loglik >= base.loglik)):
+            f = replace(
+                base, nugget=True, nugget_value=0.0, n_params=f.n_params,
+                aic=-2 * base.loglik + (f.aic + 2 * f.loglik if np.isfinite(f.loglik)
+                                        else 2 * f.n_params),
+                bic=-2 * base.loglik + (f.bic + 2 * f.loglik if np.isfinite(f.loglik)
+                                        else base.bic + 2 * base.loglik),
+                n_evals=f.n_evals, seconds=f.seconds,
+                message=f"nugget search ended at logLik {f.loglik:.4f}, below the nested "
+                        "no-nugget optimum: the boundary nugget = 0 is reported",
+                extra={**base.extra, "floored": True})
+        out.append(f)
+    return out
+
+
 def rank_fits(fits: list[GLSFit]) -> tuple[pd.DataFrame, list[GLSFit]]:
-    """The ``gls_aic.csv`` table of fits, sorted by AIC (NaN AIC last), and the fits."""
+    """The ``gls_aic.csv`` table of fits, sorted by AIC (NaN AIC last), and the fits; a
+    nugget fit never below its nested no-nugget fit (:func:`nested_floor`)."""
+    fits = nested_floor(fits)
     rows = pd.DataFrame([f.row() for f in fits])
     rows["positive_definite"] = [f.positive_definite for f in fits]
     rows["likelihood"] = [f.extra.get("likelihood", "exact") for f in fits]

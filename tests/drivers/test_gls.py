@@ -166,3 +166,24 @@ def test_aic_table_ranks_and_recovers_planted_structure():
     best = fits[0]
     assert best.nugget  # a nugget was planted
     assert best.coef[1] == pytest.approx(0.5, abs=4 * best.se[1])
+
+
+def test_nugget_fit_never_below_its_nested_fit():
+    """A nugget search that ends below the no-nugget optimum (kinked spherical profiles) is
+    reported at the boundary nugget = 0, with the nugget model's parameter count."""
+    from rhcloud.drivers.gls import GLSFit, rank_fits
+
+    def fit(nugget, loglik, k):
+        return GLSFit("spherical", nugget, "ML", np.array([1.0]), np.array([0.1]), ["a"],
+                      1900.0 if not nugget else 1880.0, 0.0 if not nugget else 1e-5, 2.0,
+                      loglik, -2 * loglik + 2 * k, -2 * loglik + k * np.log(100), 100, k,
+                      distance="chordal")
+
+    table, fits = rank_fits([fit(False, -28248.3, 3), fit(True, -28249.7, 4)])
+    nug = next(f for f in fits if f.nugget)
+    assert nug.loglik == -28248.3 and nug.nugget_value == 0.0 and nug.range == 1900.0
+    assert nug.aic == pytest.approx(2 * 28248.3 + 8) and nug.n_params == 4
+    assert "boundary" in nug.message
+    ok = fit(True, -28240.0, 4)  # a nugget fit above the nested one is kept as it is
+    _, fits = rank_fits([fit(False, -28248.3, 3), ok])
+    assert ok in fits
