@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -801,6 +802,23 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
     if len(any_d) >= SINGLE_MIN_N and kwargs.get("single", None) is not False:
         work32 = np.empty(any_d.shape, dtype=np.float32)
     dmins: dict[str, float] = {}
+
+    def fit_one(s: str, nug: bool) -> GLSFit:
+        name = (distance_for or {}).get(s, next(iter(dmap)))
+        if name not in dmins:
+            dmins[name] = _min_positive(dmap[name])
+        return fit_gls(y, X, dmap[name], s, nug, method, coef_names, work=work, work32=work32,
+                       dmin=dmins[name], distance=name, **kwargs)
+
+    return fit_table(y, X, structures, nuggets, method, coef_names, include_none, fit_one)
+
+
+def fit_table(y: np.ndarray, X: np.ndarray, structures, nuggets: tuple[bool, ...],
+              method: str, coef_names: list[str] | None, include_none: bool,
+              fit_one: Callable[[str, bool], GLSFit], label: str = "GLS"
+              ) -> tuple[pd.DataFrame, list[GLSFit]]:
+    """The AIC table over ``structures`` × ``nuggets`` (plus the exact ``none`` row), each
+    fit made by ``fit_one(structure, nugget)``, ranked by :func:`rank_fits`."""
     fits: list[GLSFit] = []
     if include_none:
         fits.append(fit_gls(y, X, None, "none", method=method, coef_names=coef_names))
@@ -808,15 +826,11 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
         s = canonical(s)
         if s == "none":
             continue
-        name = (distance_for or {}).get(s, next(iter(dmap)))
-        if name not in dmins:
-            dmins[name] = _min_positive(dmap[name])
         for nug in nuggets:
-            fits.append(fit_gls(y, X, dmap[name], s, nug, method, coef_names, work=work,
-                                work32=work32, dmin=dmins[name], distance=name, **kwargs))
-            f = fits[-1]
-            log.info("GLS %s%s: logLik %.4f, range %.5g, nugget %.4g, %d evaluations, %.1f s",
-                     s, " + nugget" if nug else "", f.loglik, f.range, f.nugget_value,
+            f = fit_one(s, nug)
+            fits.append(f)
+            log.info("%s %s%s: logLik %.4f, range %.5g, nugget %.4g, %d evaluations, %.1f s",
+                     label, s, " + nugget" if nug else "", f.loglik, f.range, f.nugget_value,
                      f.n_evals, f.seconds)
     return rank_fits(fits)
 

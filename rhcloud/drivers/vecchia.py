@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from ._blas import blas_threads
 from .correlation import STRUCTURES, canonical, rho_inplace
 from .distances import EARTH_RADIUS_KM, pairwise
-from .gls import GLSFit, Profile, _fit_gls, fit_gls, profile_from_whitened, rank_fits
+from .gls import GLSFit, Profile, _fit_gls, fit_gls, fit_table, profile_from_whitened
 
 log = logging.getLogger(__name__)
 
@@ -263,19 +263,10 @@ def aic_table_vecchia(y: np.ndarray, X: np.ndarray, lon: np.ndarray, lat: np.nda
     ``distance_for[structure]`` is the metric of each structure (``great-circle``,
     ``chordal`` or ``lonlat``). The ``none`` row is exact.
     """
-    fits: list[GLSFit] = []
-    if include_none:
-        fits.append(fit_gls(y, X, None, "none", method=method, coef_names=coef_names))
-    for s in structures:
-        s = canonical(s)
-        if s == "none":
-            continue
+    def fit_one(s: str, nug: bool) -> GLSFit:
         metric = distance_for.get(s, "chordal")
-        for nug in nuggets:
-            f = fit_gls_vecchia(y, X, lon, lat, s, nug, method, coef_names, metric, neighbors,
-                                distance=metric, **kwargs)
-            fits.append(f)
-            log.info("GLS (Vecchia) %s%s: logLik %.4f, range %.5g, nugget %.4g, "
-                     "%d evaluations, %.1f s", s, " + nugget" if nug else "", f.loglik,
-                     f.range, f.nugget_value, f.n_evals, f.seconds)
-    return rank_fits(fits)
+        return fit_gls_vecchia(y, X, lon, lat, s, nug, method, coef_names, metric, neighbors,
+                               distance=metric, **kwargs)
+
+    return fit_table(y, X, structures, nuggets, method, coef_names, include_none, fit_one,
+                     label="GLS (Vecchia)")
