@@ -62,7 +62,7 @@ def one(world: Path) -> dict:
         t0 = time.perf_counter()
         result = run_pipeline(config)
         wall = time.perf_counter() - t0
-    n = len(result.collected.climatologies)
+    n = len(result.collected.datasets)
     t = result.timings
     return {"datasets": n, "wall_s": wall,
             "climatology_per_dataset_s": (t["catalog"] + t["climatology"]) / n,

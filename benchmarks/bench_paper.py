@@ -46,7 +46,7 @@ def main() -> None:
     n = sorted({int(x) for x in result.tables.get("gls_aic", {"n": []})["n"]})
     print(json.dumps({"wall_s": round(wall, 1),
                       "stages_s": {k: round(v, 1) for k, v in result.timings.items()},
-                      "datasets": len(result.collected.climatologies), "drivers_cells": n},
+                      "datasets": len(result.collected.datasets), "drivers_cells": n},
                      indent=2))
 
 

@@ -86,13 +86,20 @@ class ClimatologyCache:
     def _path(self, key: str, suffix: str) -> str:
         return f"{self._root.rstrip('/')}/{key}{suffix}"
 
+    def has(self, key: str) -> bool:
+        """Whether a complete entry exists (and is to be used: not ``fresh``)."""
+        return not self.fresh and self._fs.exists(self._path(key, ".json"))
+
     def get(self, key: str) -> xr.Dataset | None:
-        """The cached climatology (loaded), or None (missing, incomplete, ``fresh``)."""
-        if self.fresh or not self._fs.exists(self._path(key, ".json")):
+        """The cached climatology, loaded here, or None (missing, incomplete, unreadable,
+        ``fresh``)."""
+        if not self.has(key):
             return None
         try:
+            # read by this process (threads), not by a cluster's workers: a local cache
+            # directory is not theirs to see
             ds = xr.open_zarr(self._zarr(key), consolidated=True,
-                              storage_options=self._zarr_options).load()
+                              storage_options=self._zarr_options).load(scheduler="threads")
         except Exception:  # noqa: BLE001 - an unreadable entry is recomputed, not fatal
             return None
         with self._lock:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +41,11 @@ MAX_NAN_LAND_SHARE = 0.05  # share of land area allowed to be missing before exc
 
 @dataclass
 class Collected:
-    """Climatologies that succeeded, and what was excluded (``zstore``, ``reason``)."""
+    """What the climatology stage used (``datasets``: each one's attributes, with its
+    ``land_total_PgC_yr``) and excluded (``zstore``, ``reason``); ``climatologies`` holds
+    the fields themselves only when collected in memory (:func:`collect_climatologies`)."""
 
+    datasets: list[dict[str, Any]] = field(default_factory=list)
     climatologies: list[xr.Dataset] = field(default_factory=list)
     excluded: list[dict[str, str]] = field(default_factory=list)
     cached: int = 0  # how many climatologies came from the cache
@@ -187,75 +191,108 @@ def _reason(exc: BaseException) -> str:
 
 
 def _open(row, config: Config, fx: _FxCache, chunks, cache: ClimatologyCache | None):
-    """(climatology, cache key, from the cache?) of one row: the cached climatology, or the
-    lazy one, or the exception that stopped it. A store whose listing fails (no such store)
-    gets no key: ``prepare`` names the error."""
+    """(lazy climatology or None, cache key, in the cache?) of one row, or (the exception
+    that stopped it, None, False). A store whose listing fails (no such store) gets no key:
+    ``prepare`` names the error."""
     key = None
     if cache is not None:
         try:
             key = cache.key(provenance(row), config.period)
         except Exception:  # noqa: BLE001 - not cacheable; opening it will say why
             key = None
-        hit = cache.get(key[0]) if key is not None else None
-        if hit is not None:
-            return hit, None, True
+        if key is not None and cache.has(key[0]):
+            return None, key, True
     try:
         return prepare(row, config, fx, chunks), key, False
     except Exception as exc:  # noqa: BLE001
         return exc, None, False
 
 
-def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
-                          chunks: dict[str, int] | None = None,
-                          on_progress: Callable[[str], None] | None = None,
-                          cache: ClimatologyCache | None = None) -> Collected:
-    """Climatologies of every selected dataset; failures excluded with their reason.
-    With a ``cache``, finished climatologies are read from it and new ones written to it
-    as each one completes (so an interrupted run loses only what was in flight)."""
+def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
+                       client=None, chunks: dict[str, int] | None = None,
+                       on_progress: Callable[[str], None] | None = None,
+                       cache: ClimatologyCache | None = None) -> Iterator[xr.Dataset]:
+    """Yield the climatology of every selected dataset as it is finished (cached ones
+    first, then in selection order), recording it, and each failure with its reason, in
+    ``into``. Nothing is kept here once yielded, so a consumer that keeps only what it needs
+    holds one climatology at a time. With a ``cache``, finished climatologies are read from
+    it and new ones written to it as each one completes (so an interrupted run loses only
+    what was in flight)."""
     fx = _FxCache(config.storage_options)
     rows = [r for _, r in selection.iterrows()]
-    result = Collected()
 
     # Each dataset is submitted to the cluster as soon as its metadata is open, so reading
     # the first stores' chunks on the workers overlaps opening the rest on the client. Only
     # the lazy flux travels; the fx fields stay here.
-    pending = []
+    pending: deque = deque()
+    hits = []
+
+    def submit(row, lazy, key) -> None:
+        future = client.compute(lazy["flux"].data) if client is not None else None
+        pending.append((row, lazy, future, key))
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, config.open_concurrency)) as pool:
         opened = pool.map(lambda r: _open(r, config, fx, chunks, cache), rows)
-        for row, (item, key, from_cache) in zip(rows, opened, strict=True):
+        for row, (item, key, in_cache) in zip(rows, opened, strict=True):
             if isinstance(item, BaseException):
-                result.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
-                continue
-            if from_cache:
-                result.climatologies.append(item)
-                continue
-            future = client.compute(item["flux"].data) if client is not None else None
-            pending.append((row, item, future, key))
-    result.cached = len(result.climatologies)
+                into.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
+            elif in_cache:
+                hits.append((row, key))
+            else:
+                submit(row, item, key)
     if on_progress:
-        cached = f", {result.cached} from the cache" if cache is not None else ""
-        on_progress(f"opened {len(pending) + result.cached} of {len(rows)} stores in "
+        cached = f", {len(hits)} in the cache" if cache is not None else ""
+        on_progress(f"opened {len(pending) + len(hits)} of {len(rows)} stores in "
                     f"{time.perf_counter() - t0:.1f} s{cached}; computing climatologies")
-    bar = tqdm(pending, desc="climatologies", unit="dataset",
+    # the cached ones are read one at a time while the cluster computes the others
+    for row, key in hits:
+        clim = cache.get(key[0])
+        if clim is None:  # unreadable since it was listed: computed after all
+            try:
+                submit(row, prepare(row, config, fx, chunks), key)
+            except Exception as exc:  # noqa: BLE001
+                into.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(exc)})
+            continue
+        into.cached += 1
+        into.datasets.append(dict(clim.attrs))
+        yield clim
+    bar = tqdm(total=len(pending), desc="climatologies", unit="dataset",
                disable=on_progress is None or not sys.stderr.isatty())
-    for row, lazy, future, key in bar:
+    while pending:  # popped, so that a gathered dataset is not kept alive here
+        row, lazy, future, key = pending.popleft()
+        bar.update()
         item = _value(lazy, future)
+        del lazy, future
         if isinstance(item, BaseException):
             reason = _reason(item)
             if not isinstance(item, DatasetError):
                 reason = f"reading data failed ({reason})"
-            result.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
+            into.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
             continue
         try:
             clim = finish(item)
         except DatasetError as exc:
-            result.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
+            into.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
             continue
         if key is not None:
             cache.put(*key, clim)
-        result.climatologies.append(clim)
-    # selection order, whatever came from the cache
-    order = {str(r["zstore"]): i for i, r in enumerate(rows)}
+        into.datasets.append(dict(clim.attrs))
+        yield clim
+    bar.close()
+
+
+def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
+                          chunks: dict[str, int] | None = None,
+                          on_progress: Callable[[str], None] | None = None,
+                          cache: ClimatologyCache | None = None) -> Collected:
+    """Every selected dataset's climatology in memory (selection order), failures excluded
+    with their reason: :func:`iter_climatologies`, kept. For a few datasets (notebooks,
+    tests); a run streams them instead."""
+    result = Collected()
+    result.climatologies = list(iter_climatologies(selection, config, result, client, chunks,
+                                                   on_progress, cache))
+    order = {str(r["zstore"]): i for i, (_, r) in enumerate(selection.iterrows())}
     result.climatologies.sort(key=lambda c: order.get(c.attrs.get("zstore"), len(order)))
+    result.datasets = [dict(c.attrs) for c in result.climatologies]
     return result

@@ -103,7 +103,7 @@ def esm_residual(models: xr.DataArray, median: xr.DataArray, *,
     return xr.Dataset({
         "residual_median": _median(res, dim).assign_attrs(
             units="g m-2 yr-1", long_name="median over models of model - obs median"),
-        "residual_mean": res.mean(dim).assign_attrs(
+        "residual_mean": res.mean(dim).compute().assign_attrs(
             units="g m-2 yr-1", long_name="mean over models of model - obs median"),
     })
 

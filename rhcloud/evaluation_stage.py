@@ -1,6 +1,7 @@
 """The evaluation stage of a run: products and covariates onto the reference grid, the obs
-median and MAD, Table 1, global totals and residual fields. Works on what the regrid stage
-gathered (small: datasets × cells); reads only the product and covariate files.
+median and MAD, Table 1, global totals and residual fields. Works on the regrid stage's
+stacked fields (datasets × cells, possibly lazy on the field store: read block by block);
+reads only the product and covariate files, which are small once on the reference grid.
 """
 
 from __future__ import annotations
@@ -101,6 +102,29 @@ def _read(pending: list[tuple[dict, xr.Dataset]], reference: xr.Dataset,
     return out, rows
 
 
+@dataclass
+class Observations:
+    """The products, NPP reference and covariates on the reference grid, in memory, by
+    name; their conservation rows and the files that failed."""
+
+    products: dict[str, xr.Dataset] = field(default_factory=dict)
+    npp: dict[str, xr.Dataset] = field(default_factory=dict)
+    covariates: dict[str, xr.Dataset] = field(default_factory=dict)
+    conservation: dict[str, list[dict]] = field(default_factory=dict)
+    excluded: list[dict[str, str]] = field(default_factory=list)
+
+
+def gather_reads(reads: Reads, reference: xr.Dataset) -> Observations:
+    """Gather the files read by :func:`start_reads` (on the cluster that read them) and put
+    them on the reference grid."""
+    obs = Observations(excluded=list(reads.excluded))
+    for group in ("products", "npp", "covariates"):
+        named, rows = _read(getattr(reads, group), reference, obs.excluded)
+        setattr(obs, group, named)
+        obs.conservation[group] = rows
+    return obs
+
+
 def _stack(named: dict[str, xr.Dataset], var: str, dim: str) -> xr.DataArray:
     return xr.concat([ds[var] for ds in named.values()], dim=dim, coords="minimal",
                      compat="override", join="override").assign_coords({dim: list(named)})
@@ -138,20 +162,22 @@ def summary_rows(model_totals: pd.DataFrame, product_totals: pd.DataFrame,
 
 
 def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
-                 reference: xr.Dataset, reads: Reads | None = None) -> Evaluation:
+                 reference: xr.Dataset, obs: Observations | None = None) -> Evaluation:
     """Everything the evaluation needs from the products and covariates of ``config``
-    (``reads``: from :func:`start_reads`, when the files were read ahead)."""
-    reads = start_reads(config) if reads is None else reads
-    excluded: list[dict[str, str]] = list(reads.excluded)
+    (``obs``: from :func:`gather_reads`, when the files were read ahead; otherwise they
+    are read now). Statistics over ``results``' datasets are computed block by block, so
+    its fields may be lazy."""
+    obs = gather_reads(start_reads(config), reference) if obs is None else obs
+    excluded: list[dict[str, str]] = list(obs.excluded)
     skipped: list[str] = []
-    prods, rows = _read(reads.products, reference, excluded)
+    prods, rows = obs.products, list(obs.conservation["products"])
     fields = xr.Dataset()
     metrics = pd.DataFrame()
     extra_totals = []
     if prods:
-        obs = _stack(prods, "flux", "product")
-        med, mad = evaluate.obs_median_mad(obs)
-        fields["obs_products"] = obs.assign_attrs(units="g m-2 yr-1")
+        stacked = _stack(prods, "flux", "product")
+        med, mad = evaluate.obs_median_mad(stacked)
+        fields["obs_products"] = stacked.assign_attrs(units="g m-2 yr-1")
         fields["obs_landfrac"] = _stack(prods, "landfrac", "product").assign_attrs(units="1")
         fields["obs_median"] = med.assign_attrs(units="g m-2 yr-1")
         fields["obs_mad"] = mad.assign_attrs(units="g m-2 yr-1")
@@ -179,8 +205,8 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
                                          bool(config.drivers.get("per_member", False))))
     npp_ref = config.npp_reference
     if npp_ref and "npp" in results:
-        npp, npp_rows = _read(reads.npp, reference, excluded)
-        rows += npp_rows
+        npp = obs.npp
+        rows += obs.conservation["npp"]
         if npp:
             ref_field = next(iter(npp.values()))["flux"]
             fields["npp_reference"] = ref_field
@@ -189,8 +215,8 @@ def evaluate_run(config, results: xr.Dataset, totals: pd.DataFrame,
             fields["npp_residual_mean"] = nres["residual_mean"]
     elif not npp_ref:
         skipped.append("no npp_reference: NPP residuals skipped")
-    cov_fields, cov_rows = _read(reads.covariates, reference, excluded)
-    rows += cov_rows
+    cov_fields = obs.covariates
+    rows += obs.conservation["covariates"]
     for name, ds in cov_fields.items():
         var = "classes" if "classes" in ds else "value" if "value" in ds else "flux"
         fields[f"cov_{name}"] = ds[var]

@@ -37,14 +37,18 @@ def to_reference(clim: xr.Dataset, reference: xr.Dataset, *, min_landfrac: float
     return out, row
 
 
+def conservation_frame(rows: list[dict]) -> pd.DataFrame:
+    """The conservation table of :func:`to_reference`'s rows (variable_id after the
+    contract's columns: a model has an rh and an npp row)."""
+    return pd.DataFrame(rows, columns=[*regrid.CONSERVATION_COLUMNS, "variable_id"])
+
+
 def regrid_all(clims: list[xr.Dataset], reference: xr.Dataset, *, min_landfrac: float = 0.0,
                method: str = "exact") -> tuple[list[xr.Dataset], pd.DataFrame]:
-    """Every climatology on the reference grid, and the conservation table."""
+    """Every climatology on the reference grid (in memory), and the conservation table."""
     fields, rows = [], []
     for clim in clims:
         field, row = to_reference(clim, reference, min_landfrac=min_landfrac, method=method)
         fields.append(field)
         rows.append(row)
-    # variable_id is added after the contract's columns: a model has an rh and an npp row
-    table = pd.DataFrame(rows, columns=[*regrid.CONSERVATION_COLUMNS, "variable_id"])
-    return fields, table
+    return fields, conservation_frame(rows)

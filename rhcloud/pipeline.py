@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import xarray as xr
 from rhcloud import __version__, catalog, grids, onegrid, report
 from rhcloud.cache import ClimatologyCache
 from rhcloud.cluster import client_for
-from rhcloud.collect import Collected, collect_climatologies
+from rhcloud.collect import Collected, iter_climatologies
 from rhcloud.config import Config
 from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers
-from rhcloud.evaluation_stage import evaluate_run, start_reads
+from rhcloud.evaluation_stage import evaluate_run, gather_reads, start_reads
+from rhcloud.fieldstore import FieldStore, local_scheduler, temporary_store
 from rhcloud.ingest import storage_options_for
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
@@ -42,8 +44,8 @@ class RunResult:
         return self.tables["excluded"]
 
     def summary_notes(self) -> list[str]:
-        n_models = len({c.attrs["source_id"] for c in self.collected.climatologies})
-        return [f"{len(self.collected.climatologies)} datasets used from {n_models} models, "
+        n_models = len({d["source_id"] for d in self.collected.datasets})
+        return [f"{len(self.collected.datasets)} datasets used from {n_models} models, "
                 f"{len(self.excluded)} excluded; period {self.config.period[0]}–"
                 f"{self.config.period[1]}; reference grid {self.config.reference_grid}",
                 *([f"{self.collected.cached} climatologies read from the cache "
@@ -81,9 +83,9 @@ class RunResult:
 
 def totals_table(collected: Collected) -> pd.DataFrame:
     """One row per dataset: kind, name, member_id, variable, total (Pg C yr-1)."""
-    rows = [{"kind": "model", "name": c.attrs["source_id"], "member_id": c.attrs["member_id"],
-             "variable_id": c.attrs["variable_id"], "total_PgC_yr": c.attrs["land_total_PgC_yr"]}
-            for c in collected.climatologies]
+    rows = [{"kind": "model", "name": d["source_id"], "member_id": d["member_id"],
+             "variable_id": d["variable_id"], "total_PgC_yr": d["land_total_PgC_yr"]}
+            for d in collected.datasets]
     # the contract's columns first; variable_id added after them (rh and npp totals)
     cols = ["kind", "name", "member_id", "total_PgC_yr", "variable_id"]
     df = pd.DataFrame(rows, columns=cols)
@@ -96,7 +98,7 @@ def excluded_table(selection: pd.DataFrame, selection_missing: list[tuple[str, s
     every member failed."""
     rows = list(collected.excluded) + list(extra)
     rows += [{"zstore": f"{m} (no dataset)", "reason": why} for m, why in selection_missing]
-    ok = {(c.attrs["source_id"], c.attrs["variable_id"]) for c in collected.climatologies}
+    ok = {(d["source_id"], d["variable_id"]) for d in collected.datasets}
     for (model, var), _ in selection.groupby(["source_id", "variable_id"]):
         if (model, var) not in ok:
             rows.append({"zstore": f"{model} {var} (every member)",
@@ -132,7 +134,7 @@ def write_outputs(result: RunResult, out: Path) -> None:
         "packages": package_versions(),
         "config": redact(result.config.to_dict()),
         "catalog_rows": result.selection.astype(str).to_dict(orient="records"),
-        "datasets": [dict(c.attrs) for c in result.collected.climatologies],
+        "datasets": result.collected.datasets,
         "skipped": result.skipped,
         "timings_s": result.timings,
     }
@@ -184,11 +186,39 @@ def _cache(config: Config) -> ClimatologyCache | None:
         read_storage_options=config.storage_options, fresh=not config.resume)
 
 
+def regrid_stream(clims: Iterable[xr.Dataset], reference: xr.Dataset,
+                  store: FieldStore) -> tuple[pd.DataFrame, float]:
+    """Each climatology onto the reference grid as it comes, into ``store`` (nothing else is
+    kept); the conservation table and the seconds spent regridding."""
+    rows, spent = [], 0.0
+    for clim in clims:
+        t0 = time.perf_counter()
+        field, row = onegrid.to_reference(clim, reference)
+        store.add(field)
+        rows.append(row)
+        spent += time.perf_counter() - t0
+    return onegrid.conservation_frame(rows), spent
+
+
+def open_results(config: Config) -> xr.Dataset:
+    """A finished run's results.zarr, lazily, from its output (local or object storage)."""
+    out_opts = config.output_storage_options
+    url = f"{str(config.output).rstrip('/')}/results.zarr"
+    return xr.open_zarr(url, consolidated=True, storage_options=storage_options_for(
+        url, config.storage_options if out_opts is None else out_opts))
+
+
 def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> RunResult:
     """Run every stage of ``config``; ``client`` reuses an existing Dask client.
     ``progress`` receives a line per stage (the CLI prints them; a terminal also gets a bar
-    for the climatologies and the dashboard link of a distributed cluster)."""
+    for the climatologies and the dashboard link of a distributed cluster).
+
+    The cluster reads the stores and the observation files. Each finished climatology is
+    regridded here and appended to a field store on local disk, so this process holds one
+    climatology at a time whatever the number of members; the statistics across datasets
+    then read that store block by block, on this machine (``fieldstore.local_scheduler``).
+    ``RunResult.results`` is the written results.zarr, opened lazily."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -197,64 +227,76 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
     missing = catalog.missing_models(selection, config)
     timings["catalog"] = time.perf_counter() - t0
     say(f"catalog: {len(selection)} datasets selected")
-    # the cluster serves every stage that reads data: climatologies, products, covariates
-    with client_for(config.cluster, client) as dask_client:
-        link = getattr(dask_client, "dashboard_link", None)
-        say(f"cluster: {link}" if link else "cluster: ready")
+    reference = grids.reference_grid(config.reference_grid)
+    with ExitStack() as stack:
+        store = stack.enter_context(temporary_store(reference))
+        # the cluster serves every stage that reads data: climatologies, products, covariates
+        with client_for(config.cluster, client) as dask_client:
+            link = getattr(dask_client, "dashboard_link", None)
+            say(f"cluster: {link}" if link else "cluster: ready")
+            t0 = time.perf_counter()
+            # the product and covariate files are read on the cluster while it computes the
+            # climatologies (they are independent): the evaluation then only gathers them
+            reads = start_reads(config)
+            collected = Collected()
+            conservation, regrid_s = regrid_stream(
+                iter_climatologies(selection, config, collected, dask_client, chunks,
+                                   on_progress=progress, cache=_cache(config)),
+                reference, store)
+            timings["climatology"] = time.perf_counter() - t0 - regrid_s
+            if len(collected.datasets) < config.min_datasets:
+                excluded = excluded_table(selection, missing, collected, [])
+                raise RuntimeError(f"only {len(collected.datasets)} datasets remain "
+                                   f"(min_datasets={config.min_datasets}); excluded:\n"
+                                   + excluded.to_string(index=False))
+            say(f"climatology: {len(collected.datasets)} done "
+                f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
+            t0 = time.perf_counter()
+            obs = gather_reads(reads, reference)
+            timings["evaluate"] = time.perf_counter() - t0
+        # from here on, everything reads the field store: on this machine
+        stack.enter_context(local_scheduler())
         t0 = time.perf_counter()
-        # the product and covariate files are read on the cluster while it computes the
-        # climatologies (they are independent): the evaluation then only gathers them
-        reads = start_reads(config)
-        collected = collect_climatologies(selection, config, dask_client, chunks,
-                                          on_progress=progress, cache=_cache(config))
-        timings["climatology"] = time.perf_counter() - t0
-        if len(collected.climatologies) < config.min_datasets:
-            excluded = excluded_table(selection, missing, collected, [])
-            raise RuntimeError(f"only {len(collected.climatologies)} datasets remain "
-                               f"(min_datasets={config.min_datasets}); excluded:\n"
-                               + excluded.to_string(index=False))
-        say(f"climatology: {len(collected.climatologies)} done "
-            f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
-        t0 = time.perf_counter()
-        reference = grids.reference_grid(config.reference_grid)
-        fields, conservation = onegrid.regrid_all(collected.climatologies, reference)
-        results = reference_fields(fields, config, reference)
-        timings["regrid"] = time.perf_counter() - t0
+        results = reference_fields(store.fields(), config, reference)
+        timings["regrid"] = regrid_s + time.perf_counter() - t0
         say(f"regrid: on {config.reference_grid}, largest relative change of a land total "
             f"{conservation['rel_error'].abs().max():.1e}")
         t0 = time.perf_counter()
         totals = totals_table(collected)
-        ev = evaluate_run(config, results, totals, reference, reads)
+        ev = evaluate_run(config, results, totals, reference, obs)
         results = results.merge(ev.fields, compat="override")
-        timings["evaluate"] = time.perf_counter() - t0
-    tables = {
-        "global_totals": pd.concat([totals, ev.totals], ignore_index=True),
-        "model_metrics": _ordered_metrics(ev.metrics),
-        "regrid_conservation": pd.concat([conservation, ev.conservation], ignore_index=True),
-        "excluded": excluded_table(selection, missing, collected, ev.excluded),
-        "site_metrics": site_metrics(results),
-    }
-    say("evaluation: products, Table 1, residuals and SRDB sites done")
-    t0 = time.perf_counter()
-    drivers = run_drivers(results, config.drivers)
-    tables.update(drivers_tables(drivers))
-    if drivers.excluded:
-        tables["excluded"] = pd.concat([tables["excluded"], pd.DataFrame(drivers.excluded)],
-                                       ignore_index=True)
-    timings["drivers"] = time.perf_counter() - t0
-    if drivers.results:
-        say("drivers: " + "; ".join(
-            f"{r.residual_label} residual: best GLS {r.best.structure}"
-            f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results))
-    result = RunResult(config, selection, collected, tables, results,
-                       ev.skipped + drivers.skipped, timings)
-    out_opts = config.output_storage_options
-    with staged_output(config.output, config.storage_options if out_opts is None else out_opts) \
-            as out:
+        tables = {
+            "global_totals": pd.concat([totals, ev.totals], ignore_index=True),
+            "model_metrics": _ordered_metrics(ev.metrics),
+            "regrid_conservation": pd.concat([conservation, ev.conservation],
+                                             ignore_index=True),
+            "excluded": excluded_table(selection, missing, collected, ev.excluded),
+            "site_metrics": site_metrics(results),
+        }
+        timings["evaluate"] += time.perf_counter() - t0
+        say("evaluation: products, Table 1, residuals and SRDB sites done")
         t0 = time.perf_counter()
-        sections = drivers_sections(drivers, out / "figures")
-        report.build_report(out, results, tables, result.summary_notes(), sections)
-        timings["report"] = time.perf_counter() - t0
-        write_outputs(result, out)
+        drivers = run_drivers(results, config.drivers)
+        tables.update(drivers_tables(drivers))
+        if drivers.excluded:
+            tables["excluded"] = pd.concat([tables["excluded"],
+                                            pd.DataFrame(drivers.excluded)], ignore_index=True)
+        timings["drivers"] = time.perf_counter() - t0
+        if drivers.results:
+            say("drivers: " + "; ".join(
+                f"{r.residual_label} residual: best GLS {r.best.structure}"
+                f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results))
+        result = RunResult(config, selection, collected, tables, results,
+                           ev.skipped + drivers.skipped, timings)
+        out_opts = config.output_storage_options
+        with staged_output(config.output,
+                           config.storage_options if out_opts is None else out_opts) as out:
+            t0 = time.perf_counter()
+            sections = drivers_sections(drivers, out / "figures")
+            report.build_report(out, results, tables, result.summary_notes(), sections)
+            timings["report"] = time.perf_counter() - t0
+            write_outputs(result, out)
+    # the field store is gone: the results are the written ones
+    result.results = open_results(config)
     say(f"outputs written to {config.output}")
     return result

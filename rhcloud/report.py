@@ -164,9 +164,10 @@ def notes_section(lines: Iterable[str]) -> str:
     return f"<ul class='note'>{items}</ul>" if items else "<p><em>none</em></p>"
 
 
-def _ensemble_fields(results: xr.Dataset, var: str) -> xr.DataArray:
-    """Member mean per model (source_id, lat, lon)."""
-    return present(results, var).groupby("source_id").mean("dataset")
+def _ensemble_fields(results: xr.Dataset, var: str, of: str | None = None) -> xr.DataArray:
+    """Member mean per model (source_id, lat, lon), computed: one field per model, however
+    many members."""
+    return present(results, var, of).groupby("source_id").mean("dataset").compute()
 
 
 def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame],
@@ -174,7 +175,8 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
     """Write ``figures/*.png`` and ``report.html`` under ``out``."""
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
-    land = results["rh_landfrac"].max("dataset") if "rh_landfrac" in results else None
+    land = results["rh_landfrac"].max("dataset").compute() if "rh_landfrac" in results \
+        else None
     sections: list[tuple[str, str]] = [("Summary", notes_section(notes))]
     totals = tables.get("global_totals", pd.DataFrame())
     if not totals.empty and "rh" in results:
@@ -211,7 +213,7 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
         maps.append(map_panels({"multi-model mean": ens.mean("source_id")},
                                figdir / "model_mean.png", land, ncols=1))
     if "residual" in results:
-        res = present(results, "residual", of="rh").groupby("source_id").mean("dataset")
+        res = _ensemble_fields(results, "residual", of="rh")
         panels = {str(s): res.sel(source_id=s) for s in res["source_id"].values}
         maps.append(map_panels(panels, figdir / "model_residuals.png", land, diverging=True,
                                ncols=4, suptitle="Model − product median (member mean)"))
@@ -223,7 +225,7 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
     if "rh" in results:
         rh = present(results, "rh")
         zm = (rh.fillna(0) * results["rh_landfrac"].sel(dataset=rh["dataset"])).mean("lon")
-        zm = zm.groupby("source_id").mean("dataset")
+        zm = zm.groupby("source_id").mean("dataset").compute()
         pz = None
         if "obs_products" in results:
             pz = (results["obs_products"].fillna(0) * results["obs_landfrac"]).mean("lon")

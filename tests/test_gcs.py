@@ -22,12 +22,11 @@ def test_gcs_path_matches_truth_and_local(gcs_world, small_config, truth, tmp_pa
     assert sel.zstore.str.startswith("gs://cmip6/CMIP6/").all()
     result = run_pipeline(cfg)
     assert result.excluded.empty
-    assert len(result.collected.climatologies) == len(sel) == 42
+    assert len(result.collected.datasets) == len(sel) == 42
     local = run_pipeline(Config(**{**small_config.to_dict(), "output": str(tmp_path / "l")}))
-    local_totals = {(c.attrs["source_id"], c.attrs["member_id"], c.attrs["variable_id"]):
-                    c.attrs["land_total_PgC_yr"] for c in local.collected.climatologies}
-    for c in result.collected.climatologies:
-        a = c.attrs
+    local_totals = {(d["source_id"], d["member_id"], d["variable_id"]):
+                    d["land_total_PgC_yr"] for d in local.collected.datasets}
+    for a in result.collected.datasets:
         want = truth["datasets"][truth_key(a["zstore"])]["total_PgC_yr"]
         assert a["land_total_PgC_yr"] == pytest.approx(want, rel=1e-6)
         assert a["land_total_PgC_yr"] == local_totals[

@@ -1,0 +1,124 @@
+"""The field store: regridded fields streamed to disk one dataset at a time, read back lazily;
+every statistic across datasets identical to the in-memory stack, whatever the chunking."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rhcloud import catalog, evaluate, grids
+from rhcloud.collect import Collected, iter_climatologies
+from rhcloud.config import Config
+from rhcloud.fieldstore import FieldStore, lat_band, local_scheduler, temporary_store
+from rhcloud.stack import align_stacks, present, stack_fields
+
+GRID = grids.reference_grid("regular:10")  # 18 × 36
+
+
+def _fields(seed: int, n_models: int, max_members: int) -> list[xr.Dataset]:
+    """rh for every member of every model, npp for most (one member's npp failed)."""
+    rng = np.random.default_rng(seed)
+    shape = (GRID.sizes["lat"], GRID.sizes["lon"])
+    out = []
+    for m in range(n_models):
+        for r in range(1, int(rng.integers(1, max_members + 1)) + 1):
+            for var in ("rh", "npp"):
+                if var == "npp" and m == 0 and r == 1:
+                    continue
+                flux = rng.gamma(2.0, 200.0, shape)
+                flux[rng.random(shape) < 0.3] = np.nan  # oceans
+                land = np.where(np.isnan(flux), 0.0, rng.uniform(0.2, 1.0, shape))
+                out.append(xr.Dataset(
+                    {"flux": (("lat", "lon"), flux), "landfrac": (("lat", "lon"), land)},
+                    coords={"lat": GRID["lat"], "lon": GRID["lon"]},
+                    attrs={"source_id": f"M{m}", "member_id": f"r{r}i1p1f1",
+                           "variable_id": var, "zstore": f"gs://x/M{m}/r{r}/{var}/",
+                           "version": "v1"}))
+    rng.shuffle(out)  # arrival order is not selection order
+    return out
+
+
+def _stacked(fields: list[xr.Dataset], variables=("rh", "npp")) -> xr.Dataset:
+    return align_stacks([stack_fields(fields, v) for v in variables])
+
+
+def _statistics(stack: xr.Dataset) -> dict:
+    """What the evaluation computes across datasets."""
+    models = present(stack, "rh")
+    med = models.isel(dataset=0).load() * 0.9  # a stand-in product median
+    mad = xr.full_like(med, 50.0)
+    res = evaluate.esm_residual(models, med)
+    per_member = evaluate.esm_residual(models, med, per_member=True)
+    return {"metrics": evaluate.model_metrics(models, med, mad),
+            "residual_median": res["residual_median"].values,
+            "residual_mean": res["residual_mean"].values,
+            "per_member_median": per_member["residual_median"].values,
+            "member_mean": evaluate.member_mean(present(stack, "npp")).values,
+            "landfrac_max": stack["rh_landfrac"].max("dataset").values}
+
+
+@pytest.mark.parametrize("chunk_bytes", [8 * 36, 8 * 36 * 5, 2**18])  # 1, 5, 18 rows
+def test_the_stored_stack_is_the_in_memory_stack(tmp_path, chunk_bytes):
+    fields = _fields(0, 4, 3)
+    store = FieldStore(tmp_path / "f.zarr", GRID, chunk_bytes)
+    for f in fields:
+        store.add(f)
+    assert len(store) == len(fields)
+    lazy = store.fields()
+    assert lazy[0]["flux"].chunks[0][0] == lat_band(18, 36, chunk_bytes)
+    with local_scheduler():
+        got = _stacked(lazy)
+        assert got["rh"].chunks is not None  # lazy: read block by block
+        want = _stacked(fields)
+        xr.testing.assert_identical(got.compute(), want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**16), rows=st.integers(1, 18), max_members=st.integers(1, 4))
+def test_statistics_do_not_depend_on_the_chunking(tmp_path_factory, seed, rows, max_members):
+    fields = _fields(seed, 3, max_members)
+    with temporary_store(GRID, chunk_bytes=8 * 36 * rows) as store, local_scheduler():
+        for f in fields:
+            store.add(f)
+        got = _statistics(_stacked(store.fields()))
+        want = _statistics(_stacked(fields))
+    pd.testing.assert_frame_equal(got.pop("metrics"), want.pop("metrics"))
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-12, equal_nan=True, err_msg=name)
+
+
+def test_a_field_on_another_grid_is_refused_by_name(tmp_path):
+    store = FieldStore(tmp_path / "f.zarr", GRID)
+    other = grids.reference_grid("regular:30")
+    field = xr.Dataset({v: (("lat", "lon"), np.ones((other.sizes["lat"], other.sizes["lon"])))
+                        for v in ("flux", "landfrac")}, attrs={"zstore": "gs://x/odd/"})
+    with pytest.raises(ValueError, match="gs://x/odd/.*shape"):
+        store.add(field)
+    assert len(store) == 0
+
+
+def test_climatologies_are_not_kept_once_handed_on(small_world):
+    """The stream holds one climatology at a time: when the next one arrives, the previous
+    one (dropped by its consumer) is gone, so memory does not grow with members."""
+    cfg = Config(catalog=str(small_world / "local-cmip6.json"), members="all",
+                 models=["CanESM5", "MIROC-ES2L", "NorESM2-LM"], period=(1990, 1991))
+    selection = catalog.select(catalog.open_catalog(cfg.catalog).df, cfg)[0]
+    into = Collected()
+    previous = None
+    seen = 0
+    for clim in iter_climatologies(selection, cfg, into):
+        gc.collect()
+        assert previous is None or previous() is None, "the stream kept a climatology"
+        previous = weakref.ref(clim)
+        seen += 1
+        del clim
+    assert seen == len(selection) == len(into.datasets) > 3
+    assert into.climatologies == [] and into.excluded == []
+    assert all("land_total_PgC_yr" in d for d in into.datasets)
