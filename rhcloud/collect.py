@@ -212,74 +212,98 @@ def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
                        client=None, chunks: dict[str, int] | None = None,
                        on_progress: Callable[[str], None] | None = None,
                        cache: ClimatologyCache | None = None) -> Iterator[xr.Dataset]:
-    """Yield the climatology of every selected dataset as it is finished (cached ones
-    first, then in selection order), recording it, and each failure with its reason, in
-    ``into``. Nothing is kept here once yielded, so a consumer that keeps only what it needs
-    holds one climatology at a time. With a ``cache``, finished climatologies are read from
-    it and new ones written to it as each one completes (so an interrupted run loses only
-    what was in flight)."""
+    """Yield the climatology of every selected dataset as it is finished (in selection
+    order), recording it, and each failure with its reason, in ``into``.
+
+    At most ``config.in_flight`` datasets are open at a time (their metadata read in
+    ``config.open_concurrency`` threads, their climatologies submitted to the cluster as soon
+    as they are open), and nothing is kept once yielded: the client's memory does not grow
+    with the number of datasets. With a ``cache``, finished climatologies are read from it
+    (here, one at a time) and new ones written to it as each one completes, so an
+    interrupted run loses only what was in flight."""
     fx = _FxCache(config.storage_options)
-    rows = [r for _, r in selection.iterrows()]
-
-    # Each dataset is submitted to the cluster as soon as its metadata is open, so reading
-    # the first stores' chunks on the workers overlaps opening the rest on the client. Only
-    # the lazy flux travels; the fx fields stay here.
-    pending: deque = deque()
-    hits = []
-
-    def submit(row, lazy, key) -> None:
-        future = client.compute(lazy["flux"].data) if client is not None else None
-        pending.append((row, lazy, future, key))
-
+    rows = iter([r for _, r in selection.iterrows()])
+    n_rows, n_opened = len(selection), 0
+    lock = threading.Lock()
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=max(1, config.open_concurrency)) as pool:
-        opened = pool.map(lambda r: _open(r, config, fx, chunks, cache), rows)
-        for row, (item, key, in_cache) in zip(rows, opened, strict=True):
-            if isinstance(item, BaseException):
-                into.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
-            elif in_cache:
-                hits.append((row, key))
-            else:
-                submit(row, item, key)
-    if on_progress:
-        cached = f", {len(hits)} in the cache" if cache is not None else ""
-        on_progress(f"opened {len(pending) + len(hits)} of {len(rows)} stores in "
-                    f"{time.perf_counter() - t0:.1f} s{cached}; computing climatologies")
-    # the cached ones are read one at a time while the cluster computes the others
-    for row, key in hits:
-        clim = cache.get(key[0])
-        if clim is None:  # unreadable since it was listed: computed after all
-            try:
-                submit(row, prepare(row, config, fx, chunks), key)
-            except Exception as exc:  # noqa: BLE001
-                into.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(exc)})
-            continue
-        into.cached += 1
-        into.datasets.append(dict(clim.attrs))
-        yield clim
-    bar = tqdm(total=len(pending), desc="climatologies", unit="dataset",
+    bar = tqdm(total=n_rows, desc="climatologies", unit="dataset",
                disable=on_progress is None or not sys.stderr.isatty())
-    while pending:  # popped, so that a gathered dataset is not kept alive here
-        row, lazy, future, key = pending.popleft()
-        bar.update()
-        item = _value(lazy, future)
-        del lazy, future
-        if isinstance(item, BaseException):
-            reason = _reason(item)
-            if not isinstance(item, DatasetError):
-                reason = f"reading data failed ({reason})"
-            into.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
-            continue
-        try:
-            clim = finish(item)
-        except DatasetError as exc:
-            into.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
-            continue
-        if key is not None:
-            cache.put(*key, clim)
-        into.datasets.append(dict(clim.attrs))
-        yield clim
+
+    def open_and_submit(row):
+        """(lazy climatology or exception, its flux's cluster future, cache key, cached?):
+        each dataset goes to the cluster as soon as its metadata is read."""
+        nonlocal n_opened
+        item, key, in_cache = _open(row, config, fx, chunks, cache)
+        future = None
+        if client is not None and not in_cache and not isinstance(item, BaseException):
+            future = client.compute(item["flux"].data)
+        with lock:
+            n_opened += 1
+            done = n_opened == n_rows
+        if done and on_progress:
+            on_progress(f"opened {n_rows} stores in {time.perf_counter() - t0:.1f} s; "
+                        "computing climatologies")
+        return item, future, key, in_cache
+
+    window: deque = deque()  # (row, thread future of open_and_submit), selection order
+    with ThreadPoolExecutor(max_workers=config.open_concurrency) as pool:
+        def fill() -> None:
+            while len(window) < config.in_flight and (row := next(rows, None)) is not None:
+                window.append((row, pool.submit(open_and_submit, row)))
+
+        fill()
+        while window:
+            row, opening = window.popleft()  # not kept here once handed on
+            item, future, key, in_cache = opening.result()
+            del opening
+            bar.update()
+            clim = None
+            if in_cache:
+                clim = cache.get(key[0])
+                if clim is None:  # unreadable since it was listed: computed after all
+                    item = _try(prepare, row, config, fx, chunks)
+                else:
+                    into.cached += 1
+            if clim is None:
+                clim = _computed(row, item, future, key, into, cache)
+            del item, future
+            fill()
+            if clim is not None:
+                into.datasets.append(dict(clim.attrs))
+                yield clim
+                del clim
     bar.close()
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def _computed(row, item, future, key, into: Collected,
+              cache: ClimatologyCache | None) -> xr.Dataset | None:
+    """The finished climatology of an opened dataset (``future``: its flux on the cluster;
+    None: computed here), cached; or None, its failure recorded in ``into``."""
+    if isinstance(item, BaseException):
+        into.excluded.append({"zstore": str(row["zstore"]), "reason": _reason(item)})
+        return None
+    value = _value(item, future)
+    if isinstance(value, BaseException):
+        reason = _reason(value)
+        if not isinstance(value, DatasetError):
+            reason = f"reading data failed ({reason})"
+        into.excluded.append({"zstore": str(row["zstore"]), "reason": reason})
+        return None
+    try:
+        clim = finish(value)
+    except DatasetError as exc:
+        into.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
+        return None
+    if key is not None:
+        cache.put(*key, clim)
+    return clim
 
 
 def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,

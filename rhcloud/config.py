@@ -51,6 +51,9 @@ class Config:
     output_storage_options: dict[str, Any] | None = None
     min_datasets: int = 1
     open_concurrency: int = 16
+    # datasets opened and submitted ahead of the one being gathered: keeps the cluster busy
+    # while bounding what the client holds (open stores, task graphs)
+    in_flight: int = 64
     # per-dataset climatologies kept between runs: None → <output>/cache, false → none
     cache: str | bool | None = None
     resume: bool = True  # read finished climatologies from the cache (false: recompute all)
@@ -78,6 +81,9 @@ class Config:
         self.period = (y0, y1)
         if self.min_datasets < 1:
             raise ConfigError("min_datasets: must be at least 1")
+        if self.open_concurrency < 1 or self.in_flight < 1:
+            raise ConfigError(f"open_concurrency and in_flight: must be at least 1, got "
+                              f"{self.open_concurrency} and {self.in_flight}")
         self._validate_drivers()
         if self.cache is True or not isinstance(self.cache, str | bool | type(None)):
             raise ConfigError(f"cache: expected a directory or URL, or false, got {self.cache!r}")

@@ -59,9 +59,12 @@ def open_store(zstore: str, storage_options: dict[str, Any] | None = None,
                chunks: dict[str, int] | None = None) -> xr.Dataset:
     """Open a Zarr store lazily with Dask, keeping the store's own chunks (``chunks={}``)
     unless others are given; times decoded with cftime in every calendar."""
+    # a file:// URL opened as a plain path: zarr's LocalStore, not an fsspec wrapper (which
+    # fsspec caches per store, for the life of the process)
+    target = zstore.removeprefix("file://") if zstore.startswith("file://") else zstore
     try:
         ds = xr.open_zarr(
-            zstore,
+            target,
             storage_options=storage_options_for(zstore, storage_options),
             consolidated=None,
             chunks={} if chunks is None else chunks,

@@ -104,11 +104,19 @@ def test_a_field_on_another_grid_is_refused_by_name(tmp_path):
     assert len(store) == 0
 
 
-def test_climatologies_are_not_kept_once_handed_on(small_world):
-    """The stream holds one climatology at a time: when the next one arrives, the previous
-    one (dropped by its consumer) is gone, so memory does not grow with members."""
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_climatologies_are_not_kept_once_handed_on(small_world, monkeypatch, in_flight):
+    """The stream holds one climatology at a time and opens at most ``in_flight`` stores
+    ahead: when the next one arrives, the previous one (dropped by its consumer) is gone, so
+    memory does not grow with members."""
+    import rhcloud.collect as collect
+
+    opened = []
+    real_open = collect._open
+    monkeypatch.setattr(collect, "_open", lambda row, *a: opened.append(1) or real_open(row, *a))
     cfg = Config(catalog=str(small_world / "local-cmip6.json"), members="all",
-                 models=["CanESM5", "MIROC-ES2L", "NorESM2-LM"], period=(1990, 1991))
+                 models=["CanESM5", "MIROC-ES2L", "NorESM2-LM"], period=(1990, 1991),
+                 in_flight=in_flight)
     selection = catalog.select(catalog.open_catalog(cfg.catalog).df, cfg)[0]
     into = Collected()
     previous = None
@@ -116,9 +124,15 @@ def test_climatologies_are_not_kept_once_handed_on(small_world):
     for clim in iter_climatologies(selection, cfg, into):
         gc.collect()
         assert previous is None or previous() is None, "the stream kept a climatology"
-        previous = weakref.ref(clim)
         seen += 1
+        assert len(opened) <= seen + in_flight
+        previous = weakref.ref(clim)
         del clim
-    assert seen == len(selection) == len(into.datasets) > 3
+    assert seen == len(selection) == len(into.datasets) == len(opened) > 3
     assert into.climatologies == [] and into.excluded == []
     assert all("land_total_PgC_yr" in d for d in into.datasets)
+
+
+def test_in_flight_must_be_positive():
+    with pytest.raises(ValueError, match="in_flight"):
+        Config(in_flight=0)
