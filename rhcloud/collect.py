@@ -1,10 +1,10 @@
 """Per-dataset climatologies for a whole selection, computed on a Dask cluster.
 
 The flow for each catalog row: open the store (metadata only, many at once in threads),
-build its lazy period mean, attach its fx (cell area in m², land fraction 0..1), then compute
-all climatologies in one submission to the cluster and gather them one by one, so that a
-dataset that fails (unreadable store, corrupt chunk, bad values) is excluded and named while
-every other dataset goes on.
+build its lazy period mean, attach its fx (cell area in m², land fraction 0..1) and submit it
+to the cluster, at most ``in_flight`` datasets ahead of the one being gathered; gather them
+one by one, so that a dataset that fails (unreadable store, corrupt chunk, bad values) is
+excluded and named while every other dataset goes on.
 
 A climatology is an ``xr.Dataset`` on the dataset's native grid with ``flux``
 (g C m-2 yr-1, NaN where there is no land), ``area`` (m²), ``landfrac`` (0..1),

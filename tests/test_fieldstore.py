@@ -136,3 +136,73 @@ def test_climatologies_are_not_kept_once_handed_on(small_world, monkeypatch, in_
 def test_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="in_flight"):
         Config(in_flight=0)
+
+
+class _Graphs:
+    """A scheduler plugin counting the graphs the scheduler receives."""
+
+    def __init__(self):
+        from distributed.diagnostics.plugin import SchedulerPlugin
+
+        outer = self
+        self.n = 0
+
+        class Plugin(SchedulerPlugin):
+            def update_graph(self, scheduler, **kwargs):
+                outer.n += 1
+
+        self.plugin = Plugin()
+
+
+@pytest.fixture(scope="module")
+def in_process_client():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        yield client
+
+
+def test_statistics_over_the_store_never_reach_the_cluster(tmp_path, in_process_client):
+    """The store is on this machine's disk, which a gateway cluster's workers cannot read:
+    inside ``local_scheduler`` nothing is sent to the default client's scheduler."""
+    graphs = _Graphs()
+    in_process_client.cluster.scheduler.add_plugin(graphs.plugin, name="graphs-unit")
+    in_process_client.compute(xr.DataArray(np.arange(3.0)).chunk(1).sum().data).result()
+    assert graphs.n == 1  # the default client does receive what is not scoped
+    fields = _fields(1, 3, 2)
+    store = FieldStore(tmp_path / "f.zarr", GRID)
+    for f in fields:
+        store.add(f)
+    with local_scheduler():
+        got = _statistics(_stacked(store.fields()))
+    assert graphs.n == 1
+    want = _statistics(_stacked(fields))
+    np.testing.assert_allclose(got["residual_median"], want["residual_median"], equal_nan=True)
+
+
+def test_a_run_sends_the_cluster_nothing_after_the_climatologies(small_world, tmp_path,
+                                                                  in_process_client):
+    """In a whole run the cluster reads the stores and the observation files; from the
+    regrid stage on (stacking, Table 1, residuals, report, results.zarr), nothing."""
+    import yaml
+
+    from rhcloud.config import config_from_dict
+    from rhcloud.pipeline import run_pipeline
+
+    cfg = yaml.safe_load((small_world / "run.yaml").read_text())
+    cfg.update(models=["CanESM5", "IPSL-CM6A-LR", "NorESM2-LM"], members="all",
+               reference_grid="regular:4", cache=False, drivers={"residuals": []},
+               output=str(tmp_path / "out"))
+    graphs = _Graphs()
+    in_process_client.cluster.scheduler.add_plugin(graphs.plugin, name="graphs-run")
+    seen: dict[str, int] = {}
+
+    def progress(msg: str) -> None:
+        seen[msg.split(":")[0]] = graphs.n
+
+    result = run_pipeline(config_from_dict(cfg), client=in_process_client, progress=progress)
+    assert seen["climatology"] > 0  # the stores were read on the cluster
+    assert graphs.n > seen["climatology"]  # the observation files gathered from it...
+    assert seen["regrid"] == graphs.n  # ...and nothing after
+    assert result.results["residual"].sizes["dataset"] == len(result.collected.datasets) // 2
