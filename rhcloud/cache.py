@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import fsspec
@@ -25,6 +27,9 @@ import xarray as xr
 from rhcloud.ingest import storage_options_for
 
 CACHE_FORMAT = 1
+WRITERS = 2  # entries written at once
+MAX_PENDING = 16  # entries waiting to be written (each holds one native-grid climatology)
+log = logging.getLogger("rhcloud")
 # fields of fsspec ``info`` that change when an object's content changes, best first
 _CHANGE_FIELDS = ("md5Hash", "crc32c", "ETag", "etag", "generation", "mtime", "LastModified")
 
@@ -56,6 +61,10 @@ class ClimatologyCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.writes = 0
+        self.failures: list[str] = []  # entries that could not be written (the run goes on)
+        self._writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="rhcloud-cache")
+        self._slots = threading.BoundedSemaphore(MAX_PENDING)
+        self._pending: list[Future] = []
 
     def _fingerprint(self, zstore: str) -> str:
         with self._lock:
@@ -115,3 +124,27 @@ class ClimatologyCache:
         self._fs.pipe(self._path(key, ".json"), json.dumps(parts, sort_keys=True).encode())
         with self._lock:
             self.writes += 1
+
+    def put_later(self, key: str, parts: dict, clim: xr.Dataset) -> None:
+        """:meth:`put` in a background thread, so that writing an entry (one round trip per
+        object, ~25 objects) overlaps computing the next ones; at most ``MAX_PENDING``
+        entries wait (this blocks until one is written). :meth:`flush` waits for all."""
+        self._slots.acquire()
+        future = self._writer.submit(self._put_or_warn, key, parts, clim)
+        future.add_done_callback(lambda _: self._slots.release())
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + [future]
+
+    def _put_or_warn(self, key: str, parts: dict, clim: xr.Dataset) -> None:
+        try:
+            self.put(key, parts, clim)
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written is no cache
+            with self._lock:
+                self.failures.append(f"{parts.get('zstore', key)}: {type(exc).__name__}: {exc}")
+            log.warning("climatology not cached (%s): %s", parts.get("zstore", key), exc)
+
+    def flush(self) -> None:
+        """Wait until every entry given to :meth:`put_later` is written (or has failed)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        wait(pending)

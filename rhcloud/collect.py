@@ -246,33 +246,40 @@ def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
         return item, future, key, in_cache
 
     window: deque = deque()  # (row, thread future of open_and_submit), selection order
-    with ThreadPoolExecutor(max_workers=config.open_concurrency) as pool:
-        def fill() -> None:
-            while len(window) < config.in_flight and (row := next(rows, None)) is not None:
-                window.append((row, pool.submit(open_and_submit, row)))
+    try:
+        with ThreadPoolExecutor(max_workers=config.open_concurrency) as pool:
+            def fill() -> None:
+                while len(window) < config.in_flight and (row := next(rows, None)) is not None:
+                    window.append((row, pool.submit(open_and_submit, row)))
 
-        fill()
-        while window:
-            row, opening = window.popleft()  # not kept here once handed on
-            item, future, key, in_cache = opening.result()
-            del opening
-            bar.update()
-            clim = None
-            if in_cache:
-                clim = cache.get(key[0])
-                if clim is None:  # unreadable since it was listed: computed after all
-                    item = _try(prepare, row, config, fx, chunks)
-                else:
-                    into.cached += 1
-            if clim is None:
-                clim = _computed(row, item, future, key, into, cache)
-            del item, future
             fill()
-            if clim is not None:
-                into.datasets.append(dict(clim.attrs))
-                yield clim
-                del clim
-    bar.close()
+            while window:
+                row, opening = window.popleft()  # not kept here once handed on
+                item, future, key, in_cache = opening.result()
+                del opening
+                bar.update()
+                clim = None
+                if in_cache:
+                    clim = cache.get(key[0])
+                    if clim is None:  # unreadable since it was listed: computed after all
+                        item = _try(prepare, row, config, fx, chunks)
+                    else:
+                        into.cached += 1
+                if clim is None:
+                    clim = _computed(row, item, future, key, into, cache)
+                del item, future
+                fill()
+                if clim is not None:
+                    into.datasets.append(dict(clim.attrs))
+                    yield clim
+                    del clim
+    finally:
+        bar.close()
+        if cache is not None:
+            cache.flush()  # what finished is written, also when the run stops here
+    if cache is not None and cache.failures and on_progress:
+        on_progress(f"{len(cache.failures)} climatologies could not be cached "
+                    f"(first: {cache.failures[0]})")
 
 
 def _try(fn, *args):
@@ -302,7 +309,7 @@ def _computed(row, item, future, key, into: Collected,
         into.excluded.append({"zstore": exc.zstore, "reason": exc.reason})
         return None
     if key is not None:
-        cache.put(*key, clim)
+        cache.put_later(*key, clim)
     return clim
 
 

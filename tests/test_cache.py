@@ -152,3 +152,15 @@ def test_cached_values_are_float_identical(copied, tmp_path):
     a, b = first.climatologies[0], second.climatologies[0]
     assert a["flux"].dtype == b["flux"].dtype
     np.testing.assert_array_equal(a["flux"].values, b["flux"].values)
+
+
+def test_a_cache_that_cannot_be_written_never_sinks_the_run(copied, tmp_path):
+    """Entries are written in the background; one that fails is reported, and the
+    climatologies are the same as without a cache."""
+    sel, cfg = copied
+    (tmp_path / "a-file").write_text("not a directory")
+    said = []
+    result, cache = _collect(sel, cfg, tmp_path / "a-file" / "cache", on_progress=said.append)
+    assert cache.writes == 0 and len(cache.failures) == len(sel)
+    assert any(f"{len(sel)} climatologies could not be cached" in s for s in said)
+    _same(result, collect_climatologies(sel, cfg))
