@@ -202,10 +202,8 @@ def _open(row, config: Config, fx: _FxCache, chunks, cache: ClimatologyCache | N
             key = None
         if key is not None and cache.has(key[0]):
             return None, key, True
-    try:
-        return prepare(row, config, fx, chunks), key, False
-    except Exception as exc:  # noqa: BLE001
-        return exc, None, False
+    item = _try(prepare, row, config, fx, chunks)
+    return item, None if isinstance(item, BaseException) else key, False
 
 
 def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
@@ -283,6 +281,7 @@ def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
 
 
 def _try(fn, *args):
+    """``fn(*args)``, or the exception it raised: one dataset's failure stays its own."""
     try:
         return fn(*args)
     except Exception as exc:  # noqa: BLE001

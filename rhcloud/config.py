@@ -107,6 +107,14 @@ class Config:
                               f"{self.drivers['distance']!r}")
 
     @property
+    def write_storage_options(self) -> dict[str, Any] | None:
+        """fsspec options for writing the outputs and the cache (and reading them back):
+        ``output_storage_options``, else ``storage_options``."""
+        if self.output_storage_options is None:
+            return self.storage_options
+        return self.output_storage_options
+
+    @property
     def cache_url(self) -> str | None:
         """Where climatologies are cached (None: no cache)."""
         if self.cache is False or self.cache == "":

@@ -61,10 +61,9 @@ def open_store(zstore: str, storage_options: dict[str, Any] | None = None,
     unless others are given; times decoded with cftime in every calendar."""
     # a file:// URL opened as a plain path: zarr's LocalStore, not an fsspec wrapper (which
     # fsspec caches per store, for the life of the process)
-    target = zstore.removeprefix("file://") if zstore.startswith("file://") else zstore
     try:
         ds = xr.open_zarr(
-            target,
+            zstore.removeprefix("file://"),
             storage_options=storage_options_for(zstore, storage_options),
             consolidated=None,
             chunks={} if chunks is None else chunks,

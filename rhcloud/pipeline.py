@@ -180,10 +180,9 @@ def _cache(config: Config) -> ClimatologyCache | None:
     url = config.cache_url
     if url is None:
         return None
-    out_opts = config.output_storage_options
-    return ClimatologyCache(url, storage_options_for(
-        url, config.storage_options if out_opts is None else out_opts),
-        read_storage_options=config.storage_options, fresh=not config.resume)
+    return ClimatologyCache(url, storage_options_for(url, config.write_storage_options),
+                            read_storage_options=config.storage_options,
+                            fresh=not config.resume)
 
 
 def regrid_stream(clims: Iterable[xr.Dataset], reference: xr.Dataset,
@@ -202,10 +201,9 @@ def regrid_stream(clims: Iterable[xr.Dataset], reference: xr.Dataset,
 
 def open_results(config: Config) -> xr.Dataset:
     """A finished run's results.zarr, lazily, from its output (local or object storage)."""
-    out_opts = config.output_storage_options
     url = f"{str(config.output).rstrip('/')}/results.zarr"
-    return xr.open_zarr(url, consolidated=True, storage_options=storage_options_for(
-        url, config.storage_options if out_opts is None else out_opts))
+    return xr.open_zarr(url, consolidated=True,
+                        storage_options=storage_options_for(url, config.write_storage_options))
 
 
 def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = None,
@@ -288,9 +286,7 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
                 f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results))
         result = RunResult(config, selection, collected, tables, results,
                            ev.skipped + drivers.skipped, timings)
-        out_opts = config.output_storage_options
-        with staged_output(config.output,
-                           config.storage_options if out_opts is None else out_opts) as out:
+        with staged_output(config.output, config.write_storage_options) as out:
             t0 = time.perf_counter()
             sections = drivers_sections(drivers, out / "figures")
             report.build_report(out, results, tables, result.summary_notes(), sections)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from rhcloud.evaluate import member_mean
 from rhcloud.stack import present
 
 FLUX_UNITS = "g C m$^{-2}$ yr$^{-1}$"
@@ -167,7 +168,7 @@ def notes_section(lines: Iterable[str]) -> str:
 def _ensemble_fields(results: xr.Dataset, var: str, of: str | None = None) -> xr.DataArray:
     """Member mean per model (source_id, lat, lon), computed: one field per model, however
     many members."""
-    return present(results, var, of).groupby("source_id").mean("dataset").compute()
+    return member_mean(present(results, var, of)).compute()
 
 
 def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame],
@@ -225,7 +226,7 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
     if "rh" in results:
         rh = present(results, "rh")
         zm = (rh.fillna(0) * results["rh_landfrac"].sel(dataset=rh["dataset"])).mean("lon")
-        zm = zm.groupby("source_id").mean("dataset").compute()
+        zm = member_mean(zm).compute()
         pz = None
         if "obs_products" in results:
             pz = (results["obs_products"].fillna(0) * results["obs_landfrac"]).mean("lon")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from rhcloud.evaluate import member_mean
 from rhcloud.stack import present
 
 
@@ -67,7 +68,7 @@ def site_metrics(results: xr.Dataset, sites: pd.DataFrame | None = None) -> pd.D
         for k in range(at.shape[0]):
             rows.append({"kind": "model", "name": str(rh["source_id"].values[k]),
                          "member_id": str(rh["member_id"].values[k]), **_row(at[k], obs)})
-        ens = rh.groupby("source_id").mean("dataset")
+        ens = member_mean(rh)
         at = sample(ens, lat_b, lon_b, sites).values
         for k, name in enumerate(ens["source_id"].values):
             rows.append({"kind": "model", "name": str(name), "member_id": "ensemble",
