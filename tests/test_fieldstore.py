@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rhcloud import catalog, evaluate, grids
@@ -81,6 +81,7 @@ def test_the_stored_stack_is_the_in_memory_stack(tmp_path, chunk_bytes):
 
 
 @settings(max_examples=15, deadline=None)
+@example(seed=442, rows=1, max_members=4)  # a residual of -0.048 from fluxes of O(1e3)
 @given(seed=st.integers(0, 2**16), rows=st.integers(1, 18), max_members=st.integers(1, 4))
 def test_statistics_do_not_depend_on_the_chunking(tmp_path_factory, seed, rows, max_members):
     fields = _fields(seed, 3, max_members)
@@ -90,8 +91,11 @@ def test_statistics_do_not_depend_on_the_chunking(tmp_path_factory, seed, rows, 
         got = _statistics(_stacked(store.fields()))
         want = _statistics(_stacked(fields))
     pd.testing.assert_frame_equal(got.pop("metrics"), want.pop("metrics"))
+    # Member means sum in chunk order, so they differ by an ulp of the fluxes (O(1e3)); a
+    # residual near zero inherits that absolute error, which no relative tolerance allows.
     for name, value in want.items():
-        np.testing.assert_allclose(got[name], value, rtol=1e-12, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(got[name], value, rtol=1e-12, atol=1e-9, equal_nan=True,
+                                   err_msg=name)
 
 
 def test_a_field_on_another_grid_is_refused_by_name(tmp_path):
