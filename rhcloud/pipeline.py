@@ -77,7 +77,7 @@ class RunResult:
         if not self.excluded.empty:
             lines += ["", "excluded:"]
             lines += [f"  {r.zstore}: {r.reason}" for r in self.excluded.itertuples()]
-        lines += ["", f"report: {Path(self.config.output) / 'report.html'}"]
+        lines += ["", f"report: {str(self.config.output).rstrip('/')}/report.html"]
         return "\n".join(lines)
 
 

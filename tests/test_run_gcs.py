@@ -4,6 +4,8 @@ member fails is excluded and the run completes; the report opens in headless Chr
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -64,7 +66,10 @@ def run_output(gcs_world, small_world, scratch_bucket, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     (tmp / "run.yaml").write_text(yaml.safe_dump(config))
     # outputs go to a bucket, as in a batch job, and are fetched back to be checked
-    assert main(["run", str(tmp / "run.yaml"), "--output", "gs://scratch/runs/e2e"]) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", str(tmp / "run.yaml"), "--output", "gs://scratch/runs/e2e"]) == 0
+    (tmp / "stdout.txt").write_text(printed.getvalue())
     out = tmp / "out"
     scratch = gcsfs.GCSFileSystem(token="anon", endpoint_url=scratch_bucket)
     scratch.get("scratch/runs/e2e/", str(out), recursive=True)
@@ -171,6 +176,12 @@ def test_report_opens_in_headless_chromium(run_output, tmp_path):
     done = subprocess.run(["chromium", *flags, "--window-size=1200,3000",
                            f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert done.returncode == 0 and shot.stat().st_size > 50_000
+
+
+def test_summary_names_the_report_in_the_bucket(run_output):
+    printed = (run_output.parent / "stdout.txt").read_text()
+    assert "[rhcloud] outputs written to gs://scratch/runs/e2e" in printed
+    assert printed.rstrip().endswith("report: gs://scratch/runs/e2e/report.html")
 
 
 def test_climatologies_cached_in_the_bucket(run_output):
