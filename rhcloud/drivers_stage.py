@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import xarray as xr
 
 from rhcloud import grids, regrid
+
+if TYPE_CHECKING:
+    from rhcloud.drivers.fitcache import FitCache
 
 SMOOTH_FIELDS = {"MAT": "cov_MAT", "MAP": "cov_MAP", "SOC": "cov_SOC",
                  "NPPres": "npp_residual_median"}
@@ -53,9 +56,11 @@ def drivers_inputs(fields: xr.Dataset, residual: str,
     return ds, smooth, factor
 
 
-def run_drivers(fields: xr.Dataset, options: dict[str, Any]) -> DriversOutcome:
+def run_drivers(fields: xr.Dataset, options: dict[str, Any],
+                fit_cache: FitCache | None = None) -> DriversOutcome:
     """Fit the drivers of the median and the mean ESM residual (skipped, with the reason,
-    when the residual or every covariate is missing)."""
+    when the residual or every covariate is missing). GLS fits found in ``fit_cache`` are
+    not refitted."""
     from rhcloud.drivers.api import fit_drivers
     from rhcloud.drivers.correlation import STRUCTURES
 
@@ -76,7 +81,7 @@ def run_drivers(fields: xr.Dataset, options: dict[str, Any]) -> DriversOutcome:
             result = fit_drivers(ds, response="residual", smooth=smooth, factor=factor,
                                  distance=options.get("distance", "great-circle"),
                                  structures=options.get("structures", list(STRUCTURES)),
-                                 residual_label=label)
+                                 residual_label=label, fit_cache=fit_cache)
         except Exception as exc:  # noqa: BLE001 - the statistics never sink a finished run
             outcome.excluded.append({"zstore": f"drivers ({label} residual)",
                                      "reason": f"{type(exc).__name__}: {exc}"})

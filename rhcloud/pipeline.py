@@ -185,6 +185,18 @@ def _cache(config: Config) -> ClimatologyCache | None:
                             fresh=not config.resume)
 
 
+def _fit_cache(config: Config):
+    """GLS fits kept beside the climatologies (``<cache>/fits``), or None without a cache."""
+    from rhcloud.drivers.fitcache import FitCache
+
+    url = config.cache_url
+    if url is None:
+        return None
+    url = f"{url.rstrip('/')}/fits"
+    return FitCache(url, storage_options_for(url, config.write_storage_options),
+                    fresh=not config.resume)
+
+
 def regrid_stream(clims: Iterable[xr.Dataset], reference: xr.Dataset,
                   store: FieldStore) -> tuple[pd.DataFrame, float]:
     """Each climatology onto the reference grid as it comes, into ``store`` (nothing else is
@@ -274,7 +286,8 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         timings["evaluate"] += time.perf_counter() - t0
         say("evaluation: products, Table 1, residuals and SRDB sites done")
         t0 = time.perf_counter()
-        drivers = run_drivers(results, config.drivers)
+        fits = _fit_cache(config)
+        drivers = run_drivers(results, config.drivers, fits)
         tables.update(drivers_tables(drivers))
         if drivers.excluded:
             tables["excluded"] = pd.concat([tables["excluded"],
@@ -283,7 +296,12 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         if drivers.results:
             say("drivers: " + "; ".join(
                 f"{r.residual_label} residual: best GLS {r.best.structure}"
-                f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results))
+                f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results)
+                + (f" ({fits.hits} of {fits.hits + fits.fitted} GLS fits from the cache)"
+                   if fits is not None and fits.hits else ""))
+            if fits is not None and fits.failures:
+                say(f"{len(fits.failures)} GLS fits could not be cached "
+                    f"(first: {fits.failures[0]})")
         result = RunResult(config, selection, collected, tables, results,
                            ev.skipped + drivers.skipped, timings)
         with staged_output(config.output, config.write_storage_options) as out:

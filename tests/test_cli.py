@@ -96,6 +96,17 @@ def test_drivers_on_a_results_zarr(tmp_path, capsys):
     terms = pd.read_csv(out / "tables" / "gamm_terms.csv")
     assert terms.set_index("term").loc["s(cov_MAT)", "p_value"] < 1e-6
     assert "best structure" in capsys.readouterr().out
+    # --cache: the second run reads its 2 GLS fits and the GAMM, and writes the same tables
+    args = ["drivers", str(tmp_path / "results.zarr"), "--response", "residual_median",
+            "--smooth", "cov_MAT", "--structures", "exponential", "--no-figures",
+            "--cache", str(tmp_path / "fits")]
+    assert main([*args, "--output", str(tmp_path / "c1")]) == 0
+    assert "0 of 3 fits read from" in capsys.readouterr().out
+    assert main([*args, "--output", str(tmp_path / "c2")]) == 0
+    assert "3 of 3 fits read from" in capsys.readouterr().out
+    for name in ("gls_aic", "gamm_terms", "gamm_effects"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "c2" / "tables" / f"{name}.csv"),
+                                      pd.read_csv(out / "tables" / f"{name}.csv"))
 
 
 def test_relative_paths_are_relative_to_the_config(tmp_path):

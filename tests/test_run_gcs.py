@@ -191,3 +191,5 @@ def test_climatologies_cached_in_the_bucket(run_output):
     assert len(markers) == len(prov["datasets"])
     entry = json.loads(markers[0].read_text())
     assert entry["zstore"].startswith("gs://cmip6/") and entry["fingerprints"]["zstore"]
+    # and the drivers' fits: 2 residuals × (2 structures × 2 nuggets + the GAMM)
+    assert len(list((run_output / "cache" / "fits").glob("*.json"))) == 2 * (2 * 2 + 1)

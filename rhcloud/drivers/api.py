@@ -18,6 +18,7 @@ import pandas as pd
 
 from .correlation import SPHERE_VALID, STRUCTURES, canonical
 from .distances import chordal_km, chordal_to_great_circle, lonlat_euclidean
+from .fitcache import FitCache, digest
 from .gamm import GAMMSelection, fit_gamm_select
 from .gls import GLSFit, aic_table
 from .vecchia import DEFAULT_NEIGHBORS, VecchiaLikelihood, aic_table_vecchia
@@ -183,7 +184,8 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
                 gls_covariates: bool = True, gamm: bool = True, n_splines: int = 10,
                 alpha: float = 0.05, subsample: int = 1000, likelihood: str = "auto",
                 vecchia_above: int = VECCHIA_ABOVE,
-                neighbors: int = DEFAULT_NEIGHBORS) -> DriversResult:
+                neighbors: int = DEFAULT_NEIGHBORS,
+                fit_cache: FitCache | None = None) -> DriversResult:
     """GLS AIC table over correlation structures, then the GAMM with the best one.
 
     ``data``: a DataFrame with ``lon``, ``lat`` (degrees) and the columns, or an xarray
@@ -197,6 +199,9 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
     ``likelihood``: ``"exact"`` (dense Cholesky), ``"vecchia"`` (the Vecchia approximation
     with ``neighbors`` nearest earlier cells, :mod:`rhcloud.drivers.vecchia`; no n x n
     matrix) or ``"auto"``: Vecchia above ``vecchia_above`` cells. The GAMM uses the same.
+
+    ``fit_cache``: GLS fits and the GAMM already made on the same inputs are read from it,
+    new ones stored (:mod:`rhcloud.drivers.fitcache`); the results are those of a fresh fit.
     """
     smooth = list(smooth or [])
     factor = list(factor or [])
@@ -237,13 +242,19 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
     y = df[response].to_numpy(np.float64)
     t1 = time.perf_counter()
     structs = [canonical(s) for s in structures if s != "none"]
+    memo, inputs = None, ""
+    if fit_cache is not None:
+        inputs = digest(df[used + factor], X, {
+            "likelihood": kind, "distance_for": dfor, "coef_names": names,
+            "subsample": subsample, "neighbors": neighbors if kind == "vecchia" else None})
+        memo = fit_cache.memo(inputs)
     if kind == "exact":
         table, fits = aic_table(y, X, dmap, structs, nuggets=nuggets, coef_names=names,
-                                distance_for=dfor, subsample=subsample)
+                                distance_for=dfor, subsample=subsample, memo=memo)
     else:
         table, fits = aic_table_vecchia(y, X, lon, lat, dfor, structs, nuggets=nuggets,
                                         coef_names=names, neighbors=neighbors,
-                                        subsample=subsample)
+                                        subsample=subsample, memo=memo)
     timings["gls"] = time.perf_counter() - t1
     best = fits[0]
     sel = None
@@ -257,9 +268,18 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
                 whiten = VecchiaLikelihood(y, X, lon, lat, best.structure, dfor[best.structure],
                                            m=neighbors).whiten
         start = None if best.structure == "none" else (best.range, max(best.nugget_value, 0.01))
-        sel = fit_gamm_select(df, response, smooth, dist, factor=fac, alpha=alpha,
-                              structure=best.structure, nugget=best.nugget, start=start,
-                              n_splines=n_splines, whiten=whiten)
+
+        def select() -> GAMMSelection:
+            return fit_gamm_select(df, response, smooth, dist, factor=fac, alpha=alpha,
+                                   structure=best.structure, nugget=best.nugget, start=start,
+                                   n_splines=n_splines, whiten=whiten)
+
+        if fit_cache is None:
+            sel = select()
+        else:  # the GAMM starts from the chosen GLS fit: its parameters are in the key
+            sel = fit_cache.cached(
+                digest(inputs, "gamm", smooth, fac, alpha, n_splines, best.structure,
+                       best.nugget, best.range, best.nugget_value), GAMMSelection, select)
         timings["gamm"] = time.perf_counter() - t2
     timings["total"] = time.perf_counter() - t0
     label = residual_label if residual_label else response

@@ -52,6 +52,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--residual-label", default="median", help="label for the effects table")
     p.add_argument("--output", type=Path, default=Path("drivers-output"))
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--cache", default=None,
+                   help="directory or URL keeping finished fits: a rerun refits only what "
+                        "changed (default: no cache)")
 
 
 def read_table(path: Path, variables: list[str] | None = None) -> pd.DataFrame | object:
@@ -69,15 +72,18 @@ def read_table(path: Path, variables: list[str] | None = None) -> pd.DataFrame |
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns a process exit code."""
     from .api import fit_drivers
+    from .fitcache import FitCache
 
     smooth, factor = _csv_list(args.smooth), _csv_list(args.factor)
+    cache = FitCache(args.cache) if args.cache else None
     data = read_table(args.table)
     try:
         res = fit_drivers(data, args.response, smooth, factor, distance=args.distance,
                           structures=_csv_list(args.structures),
                           nuggets=(False,) if args.no_nugget else (False, True),
                           residual_label=args.residual_label, likelihood=args.likelihood,
-                          vecchia_above=args.vecchia_above, neighbors=args.neighbors)
+                          vecchia_above=args.vecchia_above, neighbors=args.neighbors,
+                          fit_cache=cache)
     except (KeyError, ValueError) as exc:
         print(f"rhcloud drivers: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     if res.gamm is not None:
         print(res.gamm_terms().to_string(index=False))
         print(res.gamm.decision)
+    if cache is not None:
+        print(f"{cache.hits} of {cache.hits + cache.fitted} fits read from {cache.url}")
     for p in paths.values():
         print(f"wrote {p}")
     return 0

@@ -224,6 +224,10 @@ class GLSFit:
                 "range": self.range, "nugget_value": self.nugget_value, "n": self.n}
 
 
+FitOne = Callable[[str, bool], GLSFit]  # (structure, nugget) -> fit
+Memo = Callable[[str, bool, FitOne], GLSFit]  # (structure, nugget, fit_one) -> fit
+
+
 def _logit(v: float) -> float:
     v = min(max(v, 1e-12), 1 - 1e-12)
     return math.log(v / (1 - v))
@@ -782,14 +786,15 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
               structures: list[str] | tuple[str, ...] = STRUCTURES,
               nuggets: tuple[bool, ...] = (False, True), method: str = "ML",
               coef_names: list[str] | None = None, include_none: bool = True,
-              distance_for: dict[str, str] | None = None,
+              distance_for: dict[str, str] | None = None, memo: Memo | None = None,
               **kwargs) -> tuple[pd.DataFrame, list[GLSFit]]:
     """Fit every structure (with/without nugget, plus ``none``) and rank by AIC.
 
     ``distances`` is one matrix for all structures, or a dict ``{name: matrix}`` with
     ``distance_for[structure] -> name``. One work buffer is shared by all fits. Rows
     whose correlation matrix is not positive-definite at the optimum get NaN AIC and rank
-    last. Returns the ``gls_aic.csv`` table (sorted by AIC) and the fits.
+    last. ``memo`` (see :func:`fit_table`) may supply finished fits. Returns the
+    ``gls_aic.csv`` table (sorted by AIC) and the fits.
     """
     if isinstance(distances, np.ndarray):
         dmap = {"": distances}
@@ -810,15 +815,18 @@ def aic_table(y: np.ndarray, X: np.ndarray, distances: dict[str, np.ndarray] | n
         return fit_gls(y, X, dmap[name], s, nug, method, coef_names, work=work, work32=work32,
                        dmin=dmins[name], distance=name, **kwargs)
 
-    return fit_table(y, X, structures, nuggets, method, coef_names, include_none, fit_one)
+    return fit_table(y, X, structures, nuggets, method, coef_names, include_none, fit_one,
+                     memo=memo)
 
 
 def fit_table(y: np.ndarray, X: np.ndarray, structures, nuggets: tuple[bool, ...],
               method: str, coef_names: list[str] | None, include_none: bool,
-              fit_one: Callable[[str, bool], GLSFit], label: str = "GLS"
+              fit_one: FitOne, label: str = "GLS", memo: Memo | None = None
               ) -> tuple[pd.DataFrame, list[GLSFit]]:
     """The AIC table over ``structures`` × ``nuggets`` (plus the exact ``none`` row), each
-    fit made by ``fit_one(structure, nugget)``, ranked by :func:`rank_fits`."""
+    fit made by ``fit_one(structure, nugget)``, or by ``memo(structure, nugget, fit_one)``
+    (which may return a stored fit, e.g. :meth:`rhcloud.drivers.fitcache.FitCache.memo`),
+    ranked by :func:`rank_fits`."""
     fits: list[GLSFit] = []
     if include_none:
         fits.append(fit_gls(y, X, None, "none", method=method, coef_names=coef_names))
@@ -827,7 +835,7 @@ def fit_table(y: np.ndarray, X: np.ndarray, structures, nuggets: tuple[bool, ...
         if s == "none":
             continue
         for nug in nuggets:
-            f = fit_one(s, nug)
+            f = memo(s, nug, fit_one) if memo is not None else fit_one(s, nug)
             fits.append(f)
             log.info("%s %s%s: logLik %.4f, range %.5g, nugget %.4g, %d evaluations, %.1f s",
                      label, s, " + nugget" if nug else "", f.loglik, f.range, f.nugget_value,

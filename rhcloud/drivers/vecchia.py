@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from ._blas import blas_threads
 from .correlation import STRUCTURES, canonical, rho_inplace
 from .distances import EARTH_RADIUS_KM, pairwise
-from .gls import GLSFit, Profile, _fit_gls, fit_gls, fit_table, profile_from_whitened
+from .gls import GLSFit, Memo, Profile, _fit_gls, fit_gls, fit_table, profile_from_whitened
 
 log = logging.getLogger(__name__)
 
@@ -256,8 +256,8 @@ def aic_table_vecchia(y: np.ndarray, X: np.ndarray, lon: np.ndarray, lat: np.nda
                       structures: list[str] | tuple[str, ...] = STRUCTURES,
                       nuggets: tuple[bool, ...] = (False, True), method: str = "ML",
                       coef_names: list[str] | None = None, include_none: bool = True,
-                      neighbors: int = DEFAULT_NEIGHBORS, **kwargs
-                      ) -> tuple[pd.DataFrame, list[GLSFit]]:
+                      neighbors: int = DEFAULT_NEIGHBORS, memo: Memo | None = None,
+                      **kwargs) -> tuple[pd.DataFrame, list[GLSFit]]:
     """:func:`rhcloud.drivers.gls.aic_table` with the Vecchia likelihood (no n x n matrix).
 
     ``distance_for[structure]`` is the metric of each structure (``great-circle``,
@@ -269,4 +269,4 @@ def aic_table_vecchia(y: np.ndarray, X: np.ndarray, lon: np.ndarray, lat: np.nda
                                distance=metric, **kwargs)
 
     return fit_table(y, X, structures, nuggets, method, coef_names, include_none, fit_one,
-                     label="GLS (Vecchia)")
+                     label="GLS (Vecchia)", memo=memo)
