@@ -297,10 +297,10 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
             say("drivers: " + "; ".join(
                 f"{r.residual_label} residual: best GLS {r.best.structure}"
                 f"{' + nugget' if r.best.nugget else ''}" for r in drivers.results)
-                + (f" ({fits.hits} of {fits.hits + fits.fitted} GLS fits from the cache)"
+                + (f" ({fits.hits} of {fits.hits + fits.fitted} fits from the cache)"
                    if fits is not None and fits.hits else ""))
             if fits is not None and fits.failures:
-                say(f"{len(fits.failures)} GLS fits could not be cached "
+                say(f"{len(fits.failures)} drivers fits could not be cached "
                     f"(first: {fits.failures[0]})")
         result = RunResult(config, selection, collected, tables, results,
                            ev.skipped + drivers.skipped, timings)
