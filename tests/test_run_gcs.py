@@ -193,3 +193,21 @@ def test_climatologies_cached_in_the_bucket(run_output):
     assert entry["zstore"].startswith("gs://cmip6/") and entry["fingerprints"]["zstore"]
     # and the drivers' fits: 2 residuals × (2 structures × 2 nuggets + the GAMM)
     assert len(list((run_output / "cache" / "fits").glob("*.json"))) == 2 * (2 * 2 + 1)
+
+
+def test_a_rerun_recomputes_nothing_and_writes_the_same_tables(run_output, scratch_bucket,
+                                                              tmp_path):
+    """The same job again (a retried pod): every climatology and every drivers fit comes from
+    the cache in the bucket, and the tables are the first run's."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", str(run_output.parent / "run.yaml"),
+                     "--output", "gs://scratch/runs/e2e"]) == 0
+    out = printed.getvalue()
+    assert "climatology: 42 done (42 from the cache), 1 excluded" in out
+    assert "(10 of 10 fits from the cache)" in out
+    scratch = gcsfs.GCSFileSystem(token="anon", endpoint_url=scratch_bucket)
+    scratch.get("scratch/runs/e2e/tables/", str(tmp_path / "tables"), recursive=True)
+    for name in [*CONTRACT_TABLES, "site_metrics"]:
+        assert (tmp_path / "tables" / f"{name}.csv").read_bytes() == \
+            (run_output / "tables" / f"{name}.csv").read_bytes(), name
