@@ -25,9 +25,9 @@ def data() -> pd.DataFrame:
     return simulate_gamm_case(n=150, seed=5)
 
 
-def _fit(data, cache=None, **kw):
+def _fit(data, cache=None, structures=STRUCTURES, **kw):
     return fit_drivers(data, response="y", smooth=["x1", "x2"], factor=["lith"],
-                       distance="lonlat", structures=STRUCTURES, fit_cache=cache, **kw)
+                       distance="lonlat", structures=structures, fit_cache=cache, **kw)
 
 
 def _same(a, b):
@@ -188,14 +188,15 @@ def test_a_cache_that_cannot_be_written_never_sinks_the_fit(data, plain, tmp_pat
 def test_vecchia_fits_are_cached_under_their_own_key(data, filled, monkeypatch):
     import rhcloud.drivers.vecchia as V
 
+    one = {"structures": ["exponential"], "gamm": False, "likelihood": "vecchia"}
     vecchia = FitCache(filled)
-    first = _fit(data, vecchia, likelihood="vecchia", neighbors=20, gamm=False)
-    assert (vecchia.hits, vecchia.fitted) == (0, N_FITS)  # not the exact fits
+    first = _fit(data, vecchia, neighbors=20, **one)
+    assert (vecchia.hits, vecchia.fitted) == (0, 2)  # not the exact fits
     with monkeypatch.context() as m:
         m.setattr(V, "fit_gls_vecchia", lambda *a, **k: pytest.fail("refitted"))
         again = FitCache(filled)
-        _same(_fit(data, again, likelihood="vecchia", neighbors=20, gamm=False), first)
-        assert again.hits == N_FITS
+        _same(_fit(data, again, neighbors=20, **one), first)
+        assert again.hits == 2
     other = FitCache(filled)
-    _fit(data, other, likelihood="vecchia", neighbors=10, gamm=False)
-    assert (other.hits, other.fitted) == (0, N_FITS)
+    _fit(data, other, neighbors=10, **one)
+    assert (other.hits, other.fitted) == (0, 2)
