@@ -99,10 +99,10 @@ class ClimatologyCache:
         """Whether a complete entry exists (and is to be used: not ``fresh``)."""
         return not self.fresh and self._fs.exists(self._path(key, ".json"))
 
-    def get(self, key: str) -> xr.Dataset | None:
+    def get(self, key: str, checked: bool = False) -> xr.Dataset | None:
         """The cached climatology, loaded here, or None (missing, incomplete, unreadable,
-        ``fresh``)."""
-        if not self.has(key):
+        ``fresh``). ``checked``: :meth:`has` just said yes (saves a round trip)."""
+        if not checked and not self.has(key):
             return None
         try:
             # read by this process (threads), not by a cluster's workers: a local cache

@@ -258,7 +258,7 @@ def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
                 bar.update()
                 clim = None
                 if in_cache:
-                    clim = cache.get(key[0])
+                    clim = cache.get(key[0], checked=True)
                     if clim is None:  # unreadable since it was listed: computed after all
                         item = _try(prepare, row, config, fx, chunks)
                     else:

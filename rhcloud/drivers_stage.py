@@ -38,19 +38,27 @@ class DriversOutcome:
     excluded: list[dict[str, str]] = field(default_factory=list)
 
 
+def on_grid(fields: xr.Dataset, names: list[str], target: xr.Dataset) -> xr.Dataset:
+    """``names`` of ``fields`` regridded to ``target`` (conservative means; the factor
+    fields by majority), computed."""
+    src = fields[["lat_bnds", "lon_bnds"]]
+    factors = set(FACTOR_FIELDS.values())
+    return xr.Dataset({n: (regrid.regrid_majority(fields[n], src, target) if n in factors
+                           else regrid.regrid_conservative(fields[n], src, target))
+                       for n in names}).compute()
+
+
 def drivers_inputs(fields: xr.Dataset, residual: str,
                    target: xr.Dataset | None = None) -> tuple[xr.Dataset, list[str], list[str]]:
     """The residual and covariates as one Dataset (optionally on ``target``), and the names
     of the smooth and factor terms present."""
     smooth = [k for k, v in SMOOTH_FIELDS.items() if v in fields]
     factor = [k for k, v in FACTOR_FIELDS.items() if v in fields]
-    src = fields[["lat_bnds", "lon_bnds"]]
-    out = {"residual": fields[residual]}
-    out.update({k: fields[SMOOTH_FIELDS[k]] for k in smooth})
-    out.update({k: fields[FACTOR_FIELDS[k]] for k in factor})
+    names = {"residual": residual, **{k: SMOOTH_FIELDS[k] for k in smooth},
+             **{k: FACTOR_FIELDS[k] for k in factor}}
     if target is not None:
-        out = {k: (regrid.regrid_majority(v, src, target) if k in factor
-                   else regrid.regrid_conservative(v, src, target)) for k, v in out.items()}
+        fields = on_grid(fields, list(dict.fromkeys(names.values())), target)
+    out = {k: fields[v] for k, v in names.items()}
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("lat", "lon")])
                      for k, v in out.items()}).compute()
     return ds, smooth, factor
@@ -59,8 +67,8 @@ def drivers_inputs(fields: xr.Dataset, residual: str,
 def run_drivers(fields: xr.Dataset, options: dict[str, Any],
                 fit_cache: FitCache | None = None) -> DriversOutcome:
     """Fit the drivers of the median and the mean ESM residual (skipped, with the reason,
-    when the residual or every covariate is missing). GLS fits found in ``fit_cache`` are
-    not refitted."""
+    when the residual or every covariate is missing). Fits found in ``fit_cache`` are not
+    made again."""
     from rhcloud.drivers.api import fit_drivers
     from rhcloud.drivers.correlation import STRUCTURES
 
@@ -74,9 +82,14 @@ def run_drivers(fields: xr.Dataset, options: dict[str, Any],
     if not any(v in fields for v in (*SMOOTH_FIELDS.values(), *FACTOR_FIELDS.values())):
         outcome.skipped.append("drivers skipped: no covariates configured")
         return outcome
-    target = grids.reference_grid(options["grid"]) if options.get("grid") else None
-    for label in options.get("residuals", ["median", "mean"]):
-        ds, smooth, factor = drivers_inputs(fields, f"residual_{label}", target)
+    labels = options.get("residuals", ["median", "mean"])
+    if options.get("grid"):  # every residual and covariate regridded once
+        target = grids.reference_grid(options["grid"])
+        used = [f"residual_{label}" for label in labels if f"residual_{label}" in fields]
+        used += [v for v in (*SMOOTH_FIELDS.values(), *FACTOR_FIELDS.values()) if v in fields]
+        fields = on_grid(fields, list(dict.fromkeys(used)), target)
+    for label in labels:
+        ds, smooth, factor = drivers_inputs(fields, f"residual_{label}")
         try:
             result = fit_drivers(ds, response="residual", smooth=smooth, factor=factor,
                                  distance=options.get("distance", "great-circle"),
@@ -87,7 +100,7 @@ def run_drivers(fields: xr.Dataset, options: dict[str, Any],
                                      "reason": f"{type(exc).__name__}: {exc}"})
             continue
         outcome.results.append(result)
-    if target is not None:
+    if options.get("grid"):
         outcome.skipped.append(f"drivers fitted on {options['grid']} (residual and covariates "
                                "regridded conservatively, lithology by majority)")
     return outcome
