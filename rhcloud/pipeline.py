@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import xarray as xr
@@ -27,6 +28,9 @@ from rhcloud.ingest import storage_options_for
 from rhcloud.outputs import redact, staged_output
 from rhcloud.sites import site_metrics
 from rhcloud.stack import align_stacks, stack_fields
+
+if TYPE_CHECKING:
+    from rhcloud.drivers.fitcache import FitCache
 
 
 @dataclass
@@ -185,9 +189,11 @@ def _cache(config: Config) -> ClimatologyCache | None:
                             fresh=not config.resume)
 
 
-def _fit_cache(config: Config):
-    """GLS fits kept beside the climatologies (``<cache>/fits``), or None without a cache."""
-    from rhcloud.drivers.fitcache import FitCache
+def _fit_cache(config: Config) -> FitCache | None:
+    """The drivers' fits, kept beside the climatologies (``<cache>/fits``); None without a
+    cache."""
+    from rhcloud.drivers.fitcache import FitCache  # the drivers' imports only when needed
+
 
     url = config.cache_url
     if url is None:
