@@ -77,15 +77,27 @@ def _gateway(options: dict[str, Any]):
         if not adapt and options.get("wait_for_workers", True):
             client.wait_for_workers(1, timeout=float(options.get("timeout", 300)))
     except BaseException:
-        cluster.shutdown()
-        gateway.close()
+        _shut(cluster, gateway)
         raise
+    return client, lambda: _shut(cluster, gateway)
 
-    def teardown() -> None:
-        cluster.shutdown()
-        gateway.close()
 
-    return client, teardown
+def _shut(cluster, gateway) -> None:
+    cluster.shutdown()  # also closes the cluster's own Gateway
+    gateway.close()
+    for g in (cluster.gateway, gateway):
+        forget_closed_gateway(g)
+
+
+def forget_closed_gateway(gateway) -> None:
+    """Make a closed ``dask_gateway.Gateway``'s ``__del__`` a no-op.
+
+    ``Gateway.__del__`` closes it again, and a second ``close()`` raises once the loop runner
+    has stopped (dask-gateway 2026.3). The error is raised wherever garbage collection
+    happens to run: inside an ``ast.parse`` on CPython 3.11 it broke the parse ("AST
+    constructor recursion depth mismatch"). Without its loop runner, ``__del__`` skips
+    ``close()``; the runner was stopped by the first ``close()``."""
+    vars(gateway).pop("_loop_runner", None)
 
 
 @contextmanager

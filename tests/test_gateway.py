@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from rhcloud.cli import main
+from rhcloud.cluster import forget_closed_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +44,7 @@ def test_run_on_gateway(gateway, gcs_world, small_world, tmp_path, monkeypatch, 
 
     with Gateway(address, proxy_address=proxy, auth=BasicAuth("rhcloud", password)) as gw:
         assert gw.list_clusters() == []
+    forget_closed_gateway(gw)
     # the secret is in no output, log or message
     for f in (tmp_path / "gw").rglob("*"):
         if f.is_file():

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rhcloud.cluster import forget_closed_gateway
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
@@ -124,6 +126,7 @@ def test_quickstart_on_gateway(gateway, small_world, tmp_path, monkeypatch):
     assert probe["closed"] == "closed"
     with Gateway(address, proxy_address=proxy, auth=BasicAuth("rhcloud", password)) as gw:
         assert gw.list_clusters() == []  # the notebook shut its cluster down
+    forget_closed_gateway(gw)
 
 
 @pytest.mark.slow
