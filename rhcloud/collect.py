@@ -220,7 +220,7 @@ def iter_climatologies(selection: pd.DataFrame, config: Config, into: Collected,
     (here, one at a time) and new ones written to it as each one completes, so an
     interrupted run loses only what was in flight."""
     fx = _FxCache(config.storage_options)
-    rows = iter([r for _, r in selection.iterrows()])
+    rows = (r for _, r in selection.iterrows())  # drawn only as the window has room
     n_rows, n_opened = len(selection), 0
     lock = threading.Lock()
     t0 = time.perf_counter()
@@ -320,9 +320,7 @@ def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,
     with their reason: :func:`iter_climatologies`, kept. For a few datasets (notebooks,
     tests); a run streams them instead."""
     result = Collected()
+    # the stream is in selection order, and fills result.datasets as it goes
     result.climatologies = list(iter_climatologies(selection, config, result, client, chunks,
                                                    on_progress, cache))
-    order = {str(r["zstore"]): i for i, (_, r) in enumerate(selection.iterrows())}
-    result.climatologies.sort(key=lambda c: order.get(c.attrs.get("zstore"), len(order)))
-    result.datasets = [dict(c.attrs) for c in result.climatologies]
     return result

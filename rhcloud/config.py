@@ -54,7 +54,7 @@ class Config:
     # datasets opened and submitted ahead of the one being gathered: keeps the cluster busy
     # while bounding what the client holds (open stores, task graphs)
     in_flight: int = 64
-    # per-dataset climatologies kept between runs: None → <output>/cache, false → none
+    # climatologies and drivers fits kept between runs: None → <output>/cache, false → none
     cache: str | bool | None = None
     resume: bool = True  # read finished climatologies from the cache (false: recompute all)
 
@@ -116,7 +116,7 @@ class Config:
 
     @property
     def cache_url(self) -> str | None:
-        """Where climatologies are cached (None: no cache)."""
+        """Where climatologies and the drivers' fits are cached (None: no cache)."""
         if self.cache is False or self.cache == "":
             return None
         return str(self.cache) if self.cache else f"{str(self.output).rstrip('/')}/cache"

@@ -194,7 +194,6 @@ def _fit_cache(config: Config) -> FitCache | None:
     cache."""
     from rhcloud.drivers.fitcache import FitCache  # the drivers' imports only when needed
 
-
     url = config.cache_url
     if url is None:
         return None

@@ -45,10 +45,10 @@ def digest(*parts: Any) -> str:
     for p in parts:
         if isinstance(p, pd.DataFrame):
             h.update(json.dumps(list(map(str, p.columns))).encode())
-            parts_ = [p[c].to_numpy() for c in p.columns]
+            values = [p[c].to_numpy() for c in p.columns]
         else:
-            parts_ = [p]
-        for a in parts_:
+            values = [p]
+        for a in values:
             if isinstance(a, np.ndarray) and a.dtype != object:
                 a = np.ascontiguousarray(a)
                 h.update(f"{a.dtype.str}{a.shape}".encode())
