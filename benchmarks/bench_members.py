@@ -52,15 +52,15 @@ class PeakRSS:
 
 
 def one(world: Path) -> dict:
+    from rhcloud import run
     from rhcloud.config import Config
-    from rhcloud.pipeline import run_pipeline
 
     with tempfile.TemporaryDirectory() as out, PeakRSS() as rss:
         config = Config(catalog=str(world / "local-cmip6.json"), models="all", members="all",
                         variables=["rh"], period=(1990, 1991), cache=False, output=out,
                         cluster={"kind": "local", "n_workers": 2, "threads_per_worker": 1})
         t0 = time.perf_counter()
-        result = run_pipeline(config)
+        result = run(config)
         wall = time.perf_counter() - t0
     n = len(result.collected.datasets)
     t = result.timings

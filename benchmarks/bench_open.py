@@ -4,7 +4,7 @@ opening against opening them one by one.
 A world of ≥ 200 small flux stores (4 models with T42/T63 grids × rh, npp × 25 members, one
 year) is served by the local GCS emulator behind ``rhcloud.testing.faultproxy.FaultProxy``,
 which adds a fixed latency (default 50 ms) to every request, as a distant bucket would.
-What is timed is the open phase of ``rhcloud.collect.collect_climatologies`` (catalog row →
+What is timed is the open phase of ``rhcloud.stages.climatology.collect_climatologies`` (catalog row →
 opened store, lazy period mean, fx attached; everything before data is read on a cluster):
 
 - ``concurrent``: ``open_concurrency`` threads (the config default, 16), as a run does;
@@ -37,8 +37,8 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 import numpy as np  # noqa: E402
 
 from rhcloud import catalog  # noqa: E402
-from rhcloud.collect import collect_climatologies  # noqa: E402
 from rhcloud.config import Config  # noqa: E402
+from rhcloud.stages.climatology import collect_climatologies  # noqa: E402
 from rhcloud.testing.emulator import GCSEmulator, world_seed  # noqa: E402
 from rhcloud.testing.faultproxy import FaultProxy  # noqa: E402
 from rhcloud.world import WorldParams, generate_world  # noqa: E402

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from rhcloud import run
 from rhcloud.config import config_from_dict
-from rhcloud.pipeline import run_pipeline
 from rhcloud.world import WorldParams, generate_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def main() -> None:
     world = generate_world(args.world, WorldParams())
     config = config_from_dict(paper_config(world, args.output))
     t0 = time.perf_counter()
-    result = run_pipeline(config, progress=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}",
+    result = run(config, progress=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}",
                                                            flush=True))
     wall = time.perf_counter() - t0
     n = sorted({int(x) for x in result.tables.get("gls_aic", {"n": []})["n"]})

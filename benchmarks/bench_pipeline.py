@@ -6,7 +6,7 @@ On the demo world (13 models, first members, rh + npp), one LocalCluster (2 work
 - ``read``: open every selected store and read + decompress the period's chunks once
   (a sum per chunk, gathered), all datasets in one submission; then read each observation
   product and covariate file once through its reader;
-- ``stages``: ``run_pipeline`` with the same client; the data stages are catalog +
+- ``stages``: ``rhcloud.run`` with the same client; the data stages are catalog +
   climatology + regrid + evaluation (its own timings; the report and file writing excluded);
   ``stages_models`` is catalog + climatology + regrid, the part the CDO chain also does;
 - ``cdo_serial`` / ``cdo_parallel2``: for NetCDF copies of the same stores (written before,
@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rhcloud import catalog, grids
-from rhcloud.climatology import select_period
+from rhcloud import run
 from rhcloud.config import load_config
-from rhcloud.evaluation_stage import start_reads
-from rhcloud.ingest import open_store
-from rhcloud.pipeline import run_pipeline
+from rhcloud.core import grids
+from rhcloud.core.timeaxis import select_period
+from rhcloud.stages import catalog
+from rhcloud.stages.ingest import open_store, start_reads
+from rhcloud.stages.regrid import reference_grid
 from rhcloud.world import WorldParams, generate_world
 
 
@@ -66,7 +67,7 @@ def read_once(selection, config, client) -> float:
 def data_stages(config, client) -> tuple[float, float]:
     """(catalog → evaluation, catalog → regrid) in seconds: the second is the part that
     does what the CDO chain does (time mean and remap of the model datasets)."""
-    result = run_pipeline(config, client=client)
+    result = run(config, client=client)
     t = result.timings
     models = t["catalog"] + t["climatology"] + t["regrid"]
     return models + t["evaluate"], models
@@ -109,7 +110,7 @@ def main() -> None:
     root = generate_world(args.world, WorldParams())
     config = load_config(root / "run.yaml")
     config.cache = False  # every repeat computes every climatology
-    config.drivers = {"residuals": []}  # the drivers have their own benchmark
+    config.drivers.residuals = []  # the drivers have their own benchmark
     selection, _ = catalog.select(catalog.open_catalog(config.catalog).df, config)
     times: dict[str, list[float]] = {"read": [], "stages": [], "stages_models": [],
                                      "cdo_serial": [], "cdo_parallel2": []}
@@ -118,8 +119,8 @@ def main() -> None:
         tmp = Path(tmp)
         config.output = str(tmp / "out")
         copies = netcdf_copies(selection, tmp) if shutil.which("cdo") else []
-        grid_file = grids.cdo_grid_description(grids.reference_grid(config.reference_grid),
-                                               tmp / "ref.txt")
+        grid_file = tmp / "ref.txt"
+        grid_file.write_text(grids.cdo_grid_text(reference_grid(config.reference_grid)))
         read_once(selection, config, client)  # warm caches and workers once
         for k in range(args.repeat):
             order = ["read", "stages"] if k % 2 == 0 else ["stages", "read"]

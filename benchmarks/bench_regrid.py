@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from rhcloud import grids
-from rhcloud.regrid import conservation_check, regrid_land_weighted
+from rhcloud.core import grids
+from rhcloud.core.conservative import conservation_check, regrid_land_weighted
 
 N_MONTHS = 252
 

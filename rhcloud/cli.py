@@ -46,29 +46,29 @@ def cmd_world(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    from rhcloud import catalog
+    from rhcloud.stages import catalog
 
     config = load_config(args.config)
-    cat = catalog.open_catalog(config.catalog, config.storage_options)
-    selection, superseded = catalog.select(cat.df, config)
+    chosen = catalog.select_datasets(config)
+    selection = chosen.datasets
     print(catalog.format_selection(selection))
     print(f"\n{len(selection)} datasets from {selection['source_id'].nunique()} models "
           f"(members: {config.members!r})")
-    for model, why in catalog.missing_models(selection, config):
+    for model, why in chosen.missing:
         print(f"missing: {model}: {why}")
-    for _, row in superseded.iterrows():
+    for _, row in chosen.superseded.iterrows():
         print(f"superseded (older version ignored): {row['zstore']}")
     return 0
 
 
 def _run(config, output: str | None, fresh: bool = False) -> int:
-    from rhcloud.pipeline import run_pipeline
+    from rhcloud.pipeline import run
 
     if output is not None:
         config.output = str(output)
     if fresh:
         config.resume = False
-    summary = run_pipeline(config, progress=lambda msg: print(f"[rhcloud] {msg}", flush=True))
+    summary = run(config, progress=lambda msg: print(f"[rhcloud] {msg}", flush=True))
     print(summary)
     return 0
 
@@ -84,7 +84,8 @@ def cmd_demo(args) -> int:
     config = load_config(root / "run.yaml")
     # the demo fits the drivers on a T42 grid (~2,500 land cells) to stay within minutes on
     # 2 cores; a real run fits the whole residual field on the reference grid
-    config.drivers.setdefault("grid", DEMO_DRIVERS_GRID)
+    if config.drivers.grid is None:
+        config.drivers.grid = DEMO_DRIVERS_GRID
     return _run(config, args.output, args.fresh)
 
 
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rhcloud: configuration error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # catalog and grid errors carry their own explanation
+    except ValueError as exc:  # RhcloudError and grid errors carry their own explanation
         print(f"rhcloud: {exc}", file=sys.stderr)
         return 2
 

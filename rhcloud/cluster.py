@@ -2,7 +2,7 @@
 scheduler by address, or a dask-gateway cluster. The cluster a run starts is shut down when
 the run ends, also on errors; a client the caller already has is used as is.
 
-``cluster:`` options by kind (YAML):
+``cluster:`` options by kind (YAML; typed and checked in ``rhcloud.config.ClusterOptions``):
 
 - ``local``: ``n_workers``, ``threads_per_worker``, ``memory_limit``, ``processes``;
 - ``address``: ``address: tcp://host:8786``;
@@ -19,17 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from rhcloud.config import ClusterOptions
 
-def _local(options: dict[str, Any]):
+
+def _local(options: ClusterOptions):
     from distributed import Client, LocalCluster
 
-    n = int(options.get("n_workers", os.cpu_count() or 1))
     cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=int(options.get("threads_per_worker", 1)),
-        processes=bool(options.get("processes", True)),
-        memory_limit=options.get("memory_limit", "auto"),
-        dashboard_address=options.get("dashboard_address", ":0"),
+        n_workers=int(options.n_workers or os.cpu_count() or 1),
+        threads_per_worker=int(options.threads_per_worker),
+        processes=bool(options.processes),
+        memory_limit=options.memory_limit,
+        dashboard_address=options.dashboard_address,
     )
     return Client(cluster), cluster.close
 
@@ -58,24 +59,22 @@ def gateway_auth(spec: str | dict[str, Any] | None):
     return BasicAuth(spec.get("username"), password)
 
 
-def _gateway(options: dict[str, Any]):
+def _gateway(options: ClusterOptions):
     from dask_gateway import Gateway
 
-    gateway = Gateway(address=options.get("address"),
-                      proxy_address=options.get("proxy_address"),
-                      public_address=options.get("public_address"),
-                      auth=gateway_auth(options.get("auth")))
-    cluster = gateway.new_cluster(**dict(options.get("cluster_options") or {}))
+    gateway = Gateway(address=options.address, proxy_address=options.proxy_address,
+                      public_address=options.public_address, auth=gateway_auth(options.auth))
+    cluster = gateway.new_cluster(**dict(options.cluster_options or {}))
     try:
-        adapt = options.get("adapt")
+        adapt = options.adapt
         if adapt:
             cluster.adapt(minimum=int(adapt.get("minimum", 1)),
                           maximum=int(adapt.get("maximum", 10)))
         else:
-            cluster.scale(int(options.get("workers", 2)))
+            cluster.scale(int(options.workers))
         client = cluster.get_client()
-        if not adapt and options.get("wait_for_workers", True):
-            client.wait_for_workers(1, timeout=float(options.get("timeout", 300)))
+        if not adapt and options.wait_for_workers:
+            client.wait_for_workers(1, timeout=float(options.timeout))
     except BaseException:
         _shut(cluster, gateway)
         raise
@@ -101,27 +100,24 @@ def forget_closed_gateway(gateway) -> None:
 
 
 @contextmanager
-def client_for(cluster: dict[str, Any] | None, client=None) -> Iterator[Any]:
+def client_for(cluster: ClusterOptions | dict[str, Any] | None,
+               client=None) -> Iterator[Any]:
     """Yield a ``distributed.Client`` for the ``cluster`` section of a config.
 
     ``client`` (e.g. the one a notebook already has) is used unchanged and not closed."""
     if client is not None:
         yield client
         return
-    options = dict(cluster or {"kind": "local"})
-    kind = options.pop("kind", "local")
-    if kind == "local":
+    options = cluster if isinstance(cluster, ClusterOptions) else \
+        ClusterOptions(**(cluster or {}))
+    if options.kind == "local":
         client, owned = _local(options)
-    elif kind == "gateway":
+    elif options.kind == "gateway":
         client, owned = _gateway(options)
-    elif kind == "address":
+    else:  # address (ClusterOptions checked the kind and the address)
         from distributed import Client
 
-        if "address" not in options:
-            raise ValueError("cluster: kind 'address' needs an 'address' (tcp://host:port)")
-        client, owned = Client(options["address"]), None  # not ours to stop
-    else:
-        raise ValueError(f"cluster: unknown kind {kind!r}; expected local, address or gateway")
+        client, owned = Client(options.address), None  # not ours to stop
     try:
         yield client
     finally:

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+from rhcloud.errors import RhcloudError
+from rhcloud.storage.paths import is_url
+
 PANGEO_CATALOG = "https://storage.googleapis.com/cmip6/pangeo-cmip6.json"
 
 PAPER_MODELS: tuple[str, ...] = (
@@ -24,8 +27,133 @@ PAPER_MODELS: tuple[str, ...] = (
 FLUX_VARIABLES = ("rh", "npp")
 
 
-class ConfigError(ValueError):
+class ConfigError(RhcloudError):
     """A configuration that cannot be run; the message names the key and what is wrong."""
+
+
+DRIVER_STRUCTURES = ("exponential", "gaussian", "spherical", "linear", "rational")
+"""The GLS correlation structures of the paper (``rhcloud.drivers.correlation.STRUCTURES``)."""
+
+
+def _unknown_keys(section: str, data: dict[str, Any], known: list[str]) -> None:
+    """ConfigError for keys of ``data`` not in ``known``, suggesting the closest one."""
+    unknown = [k for k in data if k not in known]
+    if not unknown:
+        return
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(str(k), known, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    where = f"{section}: unknown keys" if section else "unknown configuration keys"
+    raise ConfigError(f"{where} {', '.join(hints)}; known keys: {known}")
+
+
+def _section(cls, section: str, data: Any):
+    """A typed section from its YAML mapping (None: the defaults)."""
+    if isinstance(data, cls):
+        return data
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: expected a mapping of keys to values, got {data!r}")
+    _unknown_keys(section, data, [f.name for f in dataclasses.fields(cls)])
+    return cls(**data)
+
+
+@dataclass
+class DriversOptions:
+    """``drivers:`` — the GLS AIC table and the GAMM of the ESM residual field."""
+
+    grid: str | None = None  # fit on another grid (conservative means); None: the reference
+    structures: list[str] = field(default_factory=lambda: list(DRIVER_STRUCTURES))
+    nugget: bool = True  # each structure also with a nugget (the paper's table)
+    residuals: list[str] = field(default_factory=lambda: ["median", "mean"])
+    distance: str = "great-circle"  # or lonlat (nlme's Euclidean degrees)
+    likelihood: str = "auto"  # exact | vecchia | auto (Vecchia above 15,000 cells)
+    per_member: bool = False  # the ESM residual over members rather than models
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.residuals, list) or not set(self.residuals) <= {"median", "mean"}:
+            raise ConfigError(f"drivers.residuals: expected a subset of ['median', 'mean'] "
+                              f"([] skips the drivers), got {self.residuals!r}")
+        if self.distance not in ("great-circle", "lonlat"):
+            raise ConfigError(f"drivers.distance: expected great-circle or lonlat, got "
+                              f"{self.distance!r}")
+        bad = [x for x in self.structures if x not in DRIVER_STRUCTURES]
+        if not isinstance(self.structures, list) or bad:
+            raise ConfigError(f"drivers.structures: expected a list from "
+                              f"{list(DRIVER_STRUCTURES)}, got {self.structures!r}")
+        if self.likelihood not in ("auto", "exact", "vecchia"):
+            raise ConfigError(f"drivers.likelihood: expected auto, exact or vecchia, got "
+                              f"{self.likelihood!r}")
+        for key in ("nugget", "per_member"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"drivers.{key}: expected true or false, got "
+                                  f"{getattr(self, key)!r}")
+
+    @property
+    def nuggets(self) -> tuple[bool, ...]:
+        """The nugget settings each structure is fitted with."""
+        return (False, True) if self.nugget else (False,)
+
+
+CLUSTER_KINDS = ("local", "address", "gateway")
+
+
+@dataclass
+class ClusterOptions:
+    """``cluster:`` — where the data stages run (``rhcloud.cluster``). ``local``: a
+    LocalCluster (``n_workers``, default one per core; ``threads_per_worker``,
+    ``memory_limit``, ``processes``, ``dashboard_address``); ``address``: a running
+    scheduler; ``gateway``: a dask-gateway cluster (``address``, ``proxy_address``,
+    ``public_address``, ``auth``, ``cluster_options``, ``workers`` or ``adapt``,
+    ``wait_for_workers``, ``timeout`` in s)."""
+
+    kind: str = "local"
+    n_workers: int | None = None
+    threads_per_worker: int = 1
+    memory_limit: str | int | float = "auto"
+    processes: bool = True
+    dashboard_address: str = ":0"
+    address: str | None = None
+    proxy_address: str | None = None
+    public_address: str | None = None
+    auth: str | dict[str, Any] | None = None
+    cluster_options: dict[str, Any] = field(default_factory=dict)
+    workers: int = 2
+    adapt: dict[str, int] | None = None
+    wait_for_workers: bool = True
+    timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLUSTER_KINDS:
+            raise ConfigError(f"cluster.kind: expected one of {list(CLUSTER_KINDS)}, got "
+                              f"{self.kind!r}")
+        if self.kind == "address" and not self.address:
+            raise ConfigError("cluster: kind 'address' needs an 'address' (tcp://host:port)")
+        if self.adapt is not None:
+            if not isinstance(self.adapt, dict):
+                raise ConfigError(f"cluster.adapt: expected {{minimum, maximum}}, got "
+                                  f"{self.adapt!r}")
+            _unknown_keys("cluster.adapt", self.adapt, ["minimum", "maximum"])
+        if self.n_workers is not None and int(self.n_workers) < 1:
+            raise ConfigError(f"cluster.n_workers: must be at least 1, got {self.n_workers}")
+
+
+ENTRY_KEYS = ["name", "reader", "path", "variable", "units", "categorical", "band",
+              "reproject", "block_degrees", "chunk_pixels", "scale_factor", "landfrac",
+              "period", "citation", "classes"]
+"""Keys of a product, NPP-reference or covariate entry (``docs/products.md``)."""
+
+
+def _entry(section: str, entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{section}: expected a mapping with reader and path, got {entry!r}")
+    _unknown_keys(section, entry, ENTRY_KEYS)
+    for key in ("reader", "path"):
+        if key not in entry:
+            raise ConfigError(f"{section}: missing {key!r}")
+    return entry
 
 
 @dataclass
@@ -44,8 +172,8 @@ class Config:
     products: list[dict[str, Any]] = field(default_factory=list)
     npp_reference: dict[str, Any] | None = None
     covariates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    drivers: dict[str, Any] = field(default_factory=dict)
-    cluster: dict[str, Any] = field(default_factory=lambda: {"kind": "local"})
+    drivers: DriversOptions = field(default_factory=DriversOptions)
+    cluster: ClusterOptions = field(default_factory=ClusterOptions)
     output: str = "./rhcloud-output"
     # writing to your own bucket usually needs other credentials than reading Pangeo (anon)
     output_storage_options: dict[str, Any] | None = None
@@ -84,7 +212,19 @@ class Config:
         if self.open_concurrency < 1 or self.in_flight < 1:
             raise ConfigError(f"open_concurrency and in_flight: must be at least 1, got "
                               f"{self.open_concurrency} and {self.in_flight}")
-        self._validate_drivers()
+        self.drivers = _section(DriversOptions, "drivers", self.drivers)
+        self.cluster = _section(ClusterOptions, "cluster", self.cluster)
+        if not isinstance(self.products, list):
+            raise ConfigError(f"products: expected a list of entries, got {self.products!r}")
+        for i, e in enumerate(self.products):
+            _entry(f"products[{i}] ({e.get('name', '?') if isinstance(e, dict) else e})", e)
+        if self.npp_reference is not None:
+            _entry("npp_reference", self.npp_reference)
+        if not isinstance(self.covariates, dict):
+            raise ConfigError(f"covariates: expected a mapping of name to entry, got "
+                              f"{self.covariates!r}")
+        for name, e in self.covariates.items():
+            _entry(f"covariates.{name}", e)
         if self.cache is True or not isinstance(self.cache, str | bool | type(None)):
             raise ConfigError(f"cache: expected a directory or URL, or false, got {self.cache!r}")
 
@@ -92,19 +232,6 @@ class Config:
     def model_list(self) -> list[str] | None:
         """The requested models, or None for all models in the catalog."""
         return None if self.models == "all" else list(self.models)
-
-    def _validate_drivers(self) -> None:
-        known = {"grid", "structures", "residuals", "distance", "per_member"}
-        unknown = sorted(set(self.drivers) - known)
-        if unknown:
-            raise ConfigError(f"drivers: unknown keys {unknown}; known: {sorted(known)}")
-        residuals = self.drivers.get("residuals", ["median", "mean"])
-        if not isinstance(residuals, list) or not set(residuals) <= {"median", "mean"}:
-            raise ConfigError(f"drivers.residuals: expected a subset of ['median', 'mean'] "
-                              f"([] skips the drivers), got {residuals!r}")
-        if self.drivers.get("distance", "great-circle") not in ("great-circle", "lonlat"):
-            raise ConfigError(f"drivers.distance: expected great-circle or lonlat, got "
-                              f"{self.drivers['distance']!r}")
 
     @property
     def write_storage_options(self) -> dict[str, Any] | None:
@@ -135,15 +262,8 @@ def config_from_dict(data: dict[str, Any] | None, base_dir: Path | None = None) 
     """Build a Config from a mapping (e.g. parsed YAML). Unknown keys are an error that
     suggests the closest known key; relative paths stay as given."""
     data = dict(data or {})
-    names = _field_names()
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, names, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown configuration keys: {', '.join(hints)}; known keys: {names}")
-    if base_dir is not None and "catalog" in data and "://" not in str(data["catalog"]):
+    _unknown_keys("", data, _field_names())
+    if base_dir is not None and "catalog" in data and not is_url(data["catalog"]):
         path = Path(data["catalog"])
         if not path.is_absolute():
             data["catalog"] = str((base_dir / path).resolve())
@@ -157,7 +277,7 @@ def config_from_dict(data: dict[str, Any] | None, base_dir: Path | None = None) 
 def _resolve(path: Any, base_dir: Path) -> Any:
     if isinstance(path, list):
         return [_resolve(p, base_dir) for p in path]
-    if isinstance(path, str) and "://" not in path and not Path(path).is_absolute():
+    if isinstance(path, str) and not is_url(path) and not Path(path).is_absolute():
         return str((base_dir / path).resolve())
     return path
 

@@ -21,7 +21,7 @@ def _docs():
 def test_job_config_and_command_are_accepted():
     docs = _docs()
     config = config_from_dict(yaml.safe_load(docs["ConfigMap"]["data"]["run.yaml"]))
-    assert config.cluster["kind"] == "gateway" and config.members == "all"
+    assert config.cluster.kind == "gateway" and config.members == "all"
     container = docs["Job"]["spec"]["template"]["spec"]["containers"][0]
     args = build_parser().parse_args(container["args"])
     assert container["command"] == ["rhcloud"] and args.command == "run"

@@ -90,28 +90,27 @@ class DriversResult:
         return write_tables([self], directory)
 
 
-def write_tables(results: list[DriversResult], directory: str | Path) -> dict[str, Path]:
-    """Write the tables of one or several results (e.g. median and mean residuals).
-
-    With several results, ``gls_aic.csv`` and ``gamm_terms.csv`` get a trailing
-    ``residual`` column; ``gamm_effects.csv`` always has its leading one.
-    """
-    tables = Path(directory) / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    many = len(results) > 1
+def drivers_tables(results: list[DriversResult]) -> dict[str, pd.DataFrame]:
+    """``gls_aic``, ``gamm_terms`` and ``gamm_effects`` over one or several results (e.g.
+    the median and mean residuals): one schema whoever writes them (``rhcloud run`` and
+    ``rhcloud drivers``): a ``residual`` column says which residual a row belongs to
+    (trailing in ``gls_aic``/``gamm_terms``, leading in ``gamm_effects``)."""
     parts: dict[str, list[pd.DataFrame]] = {"gls_aic": [], "gamm_terms": [], "gamm_effects": []}
     for r in results:
-        g, t = r.gls_aic(), r.gamm_terms()
-        if many:
-            g["residual"] = r.residual_label
-            t["residual"] = r.residual_label
-        parts["gls_aic"].append(g)
-        parts["gamm_terms"].append(t)
+        parts["gls_aic"].append(r.gls_aic().assign(residual=r.residual_label))
+        parts["gamm_terms"].append(r.gamm_terms().assign(residual=r.residual_label))
         parts["gamm_effects"].append(r.gamm_effects())
+    return {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+
+
+def write_tables(results: list[DriversResult], directory: str | Path) -> dict[str, Path]:
+    """Write :func:`drivers_tables` and ``drivers_summary.json`` under ``directory/tables``."""
+    tables = Path(directory) / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, frames in parts.items():
+    for name, frame in drivers_tables(results).items():
         path = tables / f"{name}.csv"
-        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+        frame.to_csv(path, index=False)
         paths[name] = path
     path = tables / "drivers_summary.json"
     path.write_text(json.dumps([r.summary() for r in results], indent=2, default=float))

@@ -89,13 +89,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     paths = res.write(args.output)
     if not args.no_figures:
-        from .figures import aic_table_figure, partial_effects_figure
+        from .figures import drivers_figures
 
-        fig_dir = Path(args.output) / "figures"
-        fig_dir.mkdir(parents=True, exist_ok=True)
-        aic_table_figure(res.gls_aic(), fig_dir / "gls_aic.png")
-        if res.gamm is not None:
-            partial_effects_figure(res, fig_dir / f"gamm_effects_{res.residual_label}.png")
+        drivers_figures([res], Path(args.output) / "figures")
     best = res.best
     print(f"GLS ({res.likelihood} likelihood): best structure {best.structure}"
           f"{' + nugget' if best.nugget else ''} "

@@ -80,3 +80,18 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "n/a" if not np.isfinite(v) else f"{v:.4g}"
     return str(v)
+
+
+def drivers_figures(results, figdir: str | Path,
+                    units: dict[str, str] | None = None) -> list[Path]:
+    """Per result (residual): the partial-effect panels (Figs. 6 and 7) and the AIC table,
+    as ``gamm_effects_<residual>.png`` and ``gls_aic_<residual>.png`` under ``figdir``."""
+    figdir = Path(figdir)
+    figdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for r in results:
+        if r.gamm is not None:
+            paths.append(partial_effects_figure(
+                r, figdir / f"gamm_effects_{r.residual_label}.png", units=units))
+        paths.append(aic_table_figure(r.gls_aic(), figdir / f"gls_aic_{r.residual_label}.png"))
+    return paths

@@ -39,7 +39,7 @@ _CLASSES = {c.__name__: c for c in (GLSFit, GAMMFit, GAMMSelection, Smooth)}
 def digest(*parts: Any) -> str:
     """A hash of arrays (their dtype, shape and bytes), frames (columns and values) and
     JSON-able options, with the rhcloud version and ``FIT_FORMAT``."""
-    from rhcloud import __version__
+    from rhcloud._version import __version__
 
     h = hashlib.sha256(f"{FIT_FORMAT}\0{__version__}\0".encode())
     for p in parts:

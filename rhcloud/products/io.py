@@ -18,15 +18,11 @@ import fsspec
 import numpy as np
 import xarray as xr
 
-from rhcloud.grids import normalize_grid
+from rhcloud.core.coords import find_lat_lon, wrap_lon
+from rhcloud.core.grids import normalize_grid
+from rhcloud.core.timeaxis import month_lengths, time_bounds
 from rhcloud.products.units import ProductError
-
-REMOTE_PREFIXES = ("gs://", "gcs://", "s3://", "http://", "https://", "az://", "abfs://",
-                   "memory://")
-
-
-def is_remote(path: str | Path) -> bool:
-    return str(path).startswith(REMOTE_PREFIXES)
+from rhcloud.storage.paths import is_remote
 
 
 def open_netcdf(path: str | Path, storage_options: dict | None = None,
@@ -98,7 +94,7 @@ def open_geotiff(path: str | Path, storage_options: dict | None = None,
     import rioxarray
 
     gpath = gdal_path(path)
-    if not is_remote(path) and not str(path).startswith("file://") and not Path(gpath).exists():
+    if not is_remote(path) and not Path(gpath).exists():
         raise ProductError(f"{path}: file not found")
     try:
         with rasterio.Env(**gdal_env(storage_options)):
@@ -201,7 +197,7 @@ def on_latlon(da: xr.DataArray, lat_edges: np.ndarray, lon_edges: np.ndarray,
     lon = lon_b.mean(axis=1)
     grid = normalize_grid(lat, lon, lat_b, lon_b, name=name)
     lat_order = np.argsort(lat)
-    lon_order = np.argsort(lon - np.floor(lon / 360.0) * 360.0)
+    lon_order = np.argsort(wrap_lon(lon))
     return grid, lat_order, lon_order
 
 
@@ -216,8 +212,7 @@ def to_grid(da: xr.DataArray, grid: xr.Dataset, lat_order: np.ndarray,
 
 def find_latlon(ds: xr.Dataset | xr.DataArray, path: str | Path) -> tuple[str, str]:
     """Names of the latitude and longitude dimensions of a NetCDF variable."""
-    lat = next((n for n in ("lat", "latitude", "y", "nav_lat") if n in ds.dims), None)
-    lon = next((n for n in ("lon", "longitude", "x", "nav_lon") if n in ds.dims), None)
+    lat, lon = find_lat_lon(ds, dims_only=True)
     if lat is None or lon is None:
         raise ProductError(f"{path}: no latitude/longitude dimensions found (dims "
                            f"{tuple(ds.dims)}); expected 1-D 'lat'/'lon'")
@@ -239,7 +234,7 @@ def netcdf_grid(ds: xr.Dataset, var: str, path: str | Path,
 
     grid = normalize_grid(lat, lon, _bounds(lat_name), _bounds(lon_name), name=name)
     lat_order = np.argsort(lat)
-    lon_order = np.argsort(lon - np.floor(lon / 360.0) * 360.0)
+    lon_order = np.argsort(wrap_lon(lon))
     da = da.isel({lat_name: lat_order, lon_name: lon_order})
     da = da.drop_vars([c for c in (lat_name, lon_name) if c in da.coords])
     da = da.rename({lat_name: "lat", lon_name: "lon"})
@@ -247,17 +242,11 @@ def netcdf_grid(ds: xr.Dataset, var: str, path: str | Path,
 
 
 def month_weights(time: xr.DataArray, ds: xr.Dataset) -> xr.DataArray:
-    """Length of each time step in days: from ``time_bnds`` (or the ``bounds`` attribute)
-    when present, else the calendar's month length (monthly data)."""
-    bname = time.attrs.get("bounds") or time.encoding.get("bounds")
-    for cand in (bname, "time_bnds", "time_bounds"):
-        if cand and cand in ds:
-            b = ds[cand].load()
-            lengths = (b.isel({b.dims[-1]: 1}) - b.isel({b.dims[-1]: 0}))
-            days = np.array([x / np.timedelta64(1, "D") if isinstance(x, np.timedelta64)
-                             else x.total_seconds() / 86400.0 for x in lengths.values.ravel()])
-            return xr.DataArray(days, dims=time.dims, coords={time.name: time})
-    return time.dt.days_in_month.astype(float)
+    """Length of each time step in days: from the time bounds when the file has them, else
+    the calendar's month length (monthly data)."""
+    bounds = time_bounds(ds, time.name)
+    days = month_lengths(time, None if bounds is None else bounds.load())
+    return xr.DataArray(days, dims=time.dims, coords={time.name: time})
 
 
 def time_steps_per_year(time: xr.DataArray, weights: xr.DataArray) -> float:

@@ -411,7 +411,7 @@ def read_soilgrids(entry: dict, storage_options: dict | None = None) -> xr.Datas
 
 def read_glim(entry: dict, storage_options: dict | None = None) -> xr.Dataset:
     """GLiM lithology GeoTIFF: integer class codes (nodata → NaN) on the file's grid,
-    never averaged: regrid with :func:`rhcloud.regrid.regrid_majority`. ``entry['classes']``
+    never averaged: regrid with :func:`rhcloud.core.conservative.regrid_majority`. ``entry['classes']``
     (code → name) is kept in the attrs."""
     ds = _geotiff(entry, storage_options, "glim", kind="categorical", default_units="1",
                   notes="GLiM lithology classes (majority aggregation only).")

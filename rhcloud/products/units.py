@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rhcloud.units import UnitsError, flux_factor
+from rhcloud.core.units import UnitsError, flux_factor
+from rhcloud.errors import RhcloudError
 
 
-class ProductError(ValueError):
+class ProductError(RhcloudError):
     """A product or covariate file that cannot be read as declared (units, variable, CRS,
     layout). The message names the file and what was expected."""
 

@@ -5,7 +5,7 @@ it exactly as at the emulator, with ``storage_options={"token": "anon", "endpoin
 proxy.url}`` (or ``STORAGE_EMULATOR_HOST``)::
 
     with FaultProxy(emulator_url, fault_rate=0.15, seed=1) as url:
-        run_pipeline(Config(..., storage_options={"token": "anon", "endpoint_url": url}))
+        run(Config(..., storage_options={"token": "anon", "endpoint_url": url}))
 
 Every request is forwarded to the upstream endpoint unchanged, after an optional fixed
 ``latency`` (seconds, slept in the request's own thread, so concurrent requests overlap as

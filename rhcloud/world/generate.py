@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from rhcloud import grids
+from rhcloud.core import grids
 from rhcloud.world import planted
 from rhcloud.world.landmask import land_fraction
 from rhcloud.world.observations import write_observations

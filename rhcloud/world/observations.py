@@ -314,7 +314,7 @@ def _hashimoto(out: Path, years: tuple[int, int], rng: np.random.Generator) -> t
 
 
 def _konings(out: Path, rng: np.random.Generator) -> tuple[str, dict]:
-    from rhcloud.grids import regular_grid
+    from rhcloud.core.grids import regular_grid
 
     grid = regular_grid(45, 72, lon0=0.0)  # 4 x 5 deg, centres at -88..88, 0..355
     lat, lon = np.asarray(grid.lat), np.asarray(grid.lon)

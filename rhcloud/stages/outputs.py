@@ -1,0 +1,136 @@
+"""Outputs stage: what a run hands back (:class:`RunResult`) and writes under its output
+(``docs/outputs.md``): ``tables/*.csv``, ``results.zarr`` and ``provenance.json``, beside the
+report's ``figures/`` and ``report.html``. Local directories and object-store URLs alike
+(``rhcloud.storage.paths.staged_output``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import xarray as xr
+
+from rhcloud._version import __version__
+from rhcloud.config import Config
+from rhcloud.errors import Exclusion
+from rhcloud.stages.catalog import Selection, format_selection
+from rhcloud.stages.climatology import Collected
+from rhcloud.stages.evaluate import METRIC_COLUMNS
+from rhcloud.storage.paths import redact, storage_options_for
+
+PACKAGES = ("rhcloud", "numpy", "xarray", "dask", "distributed", "zarr", "intake-esm",
+            "gcsfs", "fsspec", "scipy", "statsmodels", "pygam", "xarray-regrid", "rioxarray",
+            "cftime")
+
+
+@dataclass
+class RunResult:
+    """A finished run: its configuration, the catalog selection, what the climatology stage
+    used, every table (by name, as written under ``tables/``) and ``results`` (the written
+    results.zarr, opened lazily)."""
+
+    config: Config
+    selection: pd.DataFrame
+    collected: Collected
+    tables: dict[str, pd.DataFrame]
+    results: xr.Dataset
+    skipped: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    exclusions: list[Exclusion] = field(default_factory=list)
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.tables["excluded"]
+
+    def summary_notes(self) -> list[str]:
+        n_models = len({d["source_id"] for d in self.collected.datasets})
+        return [f"{len(self.collected.datasets)} datasets used from {n_models} models, "
+                f"{len(self.excluded)} excluded; period {self.config.period[0]}–"
+                f"{self.config.period[1]}; reference grid {self.config.reference_grid}",
+                *([f"{self.collected.cached} climatologies read from the cache "
+                   f"({self.config.cache_url}), the others computed"]
+                  if self.collected.cached else []),
+                *self.skipped]
+
+    def __str__(self) -> str:
+        t = self.tables
+        lines = ["selected datasets:", format_selection(self.selection), "",
+                 *self.summary_notes(), ""]
+        totals = t["global_totals"]
+        if not totals.empty:
+            lines.append("global land totals (Pg C yr-1):")
+            lines.append(totals.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+        metrics = t["model_metrics"]
+        if not metrics.empty:
+            lines += ["", "Table 1 (member means; all members in tables/model_metrics.csv):"]
+            ens = metrics[metrics["member_id"] == "ensemble"][METRIC_COLUMNS]
+            lines.append(ens.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+        if "gamm_terms" in t:
+            lines += ["", "drivers of the ESM residual (GAMM terms; tables/gamm_terms.csv):"]
+            lines.append(t["gamm_terms"].to_string(index=False,
+                                                   float_format=lambda x: f"{x:.3g}"))
+        cons = t["regrid_conservation"]
+        if not cons.empty:
+            lines.append(f"\nregridded to {self.config.reference_grid}: largest relative "
+                         f"change of a land total {cons['rel_error'].abs().max():.1e}")
+        if not self.excluded.empty:
+            lines += ["", "excluded:"]
+            lines += [f"  {r.zstore}: {r.reason}" for r in self.excluded.itertuples()]
+        lines += ["", f"report: {str(self.config.output).rstrip('/')}/report.html"]
+        return "\n".join(lines)
+
+
+def excluded_table(selection: Selection, collected: Collected, files: list[Exclusion],
+                   drivers: list[Exclusion] = ()) -> pd.DataFrame:
+    """``tables/excluded.csv``: the datasets a stage excluded, the observation ``files``
+    that failed, requested models the catalog lacked, models whose every member failed,
+    then the drivers' fits that could not be made."""
+    rows = [e.row() for e in (*collected.excluded, *files)]
+    rows += [{"zstore": f"{m} (no dataset)", "reason": why} for m, why in selection.missing]
+    ok = {(d["source_id"], d["variable_id"]) for d in collected.datasets}
+    for (model, var), _ in selection.datasets.groupby(["source_id", "variable_id"]):
+        if (model, var) not in ok:
+            rows.append({"zstore": f"{model} {var} (every member)",
+                         "reason": "every selected member failed; see the rows above"})
+    rows += [e.row() for e in drivers]
+    return pd.DataFrame(rows, columns=["zstore", "reason"])
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_outputs(result: RunResult, out: Path) -> None:
+    """Tables, results.zarr and provenance.json under the local directory ``out``."""
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    for name, table in result.tables.items():
+        table.to_csv(out / "tables" / f"{name}.csv", index=False)
+    result.results.to_zarr(out / "results.zarr", mode="w", consolidated=True, zarr_format=2)
+    provenance = {
+        "rhcloud_version": __version__,
+        "packages": package_versions(),
+        "config": redact(result.config.to_dict()),
+        "catalog_rows": result.selection.astype(str).to_dict(orient="records"),
+        "datasets": result.collected.datasets,
+        "excluded": [e.to_dict() for e in result.exclusions],
+        "skipped": result.skipped,
+        "timings_s": result.timings,
+    }
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+
+
+def open_results(config: Config) -> xr.Dataset:
+    """A finished run's results.zarr, lazily, from its output (local or object storage)."""
+    url = f"{str(config.output).rstrip('/')}/results.zarr"
+    return xr.open_zarr(url, consolidated=True,
+                        storage_options=storage_options_for(url, config.write_storage_options))
