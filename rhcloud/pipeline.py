@@ -21,7 +21,7 @@ from rhcloud.cache import ClimatologyCache
 from rhcloud.cluster import client_for
 from rhcloud.collect import Collected, iter_climatologies
 from rhcloud.config import Config
-from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers
+from rhcloud.drivers_stage import drivers_figures, drivers_tables, run_drivers, write_summary
 from rhcloud.evaluation_stage import evaluate_run, gather_reads, start_reads
 from rhcloud.fieldstore import FieldStore, local_scheduler, temporary_store
 from rhcloud.ingest import storage_options_for
@@ -245,30 +245,31 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
     reference = grids.reference_grid(config.reference_grid)
     with ExitStack() as stack:
         store = stack.enter_context(temporary_store(reference))
-        # the cluster serves every stage that reads data: climatologies, products, covariates
-        with client_for(config.cluster, client) as dask_client:
-            link = getattr(dask_client, "dashboard_link", None)
-            say(f"cluster: {link}" if link else "cluster: ready")
-            t0 = time.perf_counter()
-            # the product and covariate files are read on the cluster while it computes the
-            # climatologies (they are independent): the evaluation then only gathers them
-            reads = start_reads(config)
-            collected = Collected()
-            conservation, regrid_s = regrid_stream(
-                iter_climatologies(selection, config, collected, dask_client, chunks,
-                                   on_progress=progress, cache=_cache(config)),
-                reference, store)
-            timings["climatology"] = time.perf_counter() - t0 - regrid_s
-            if len(collected.datasets) < config.min_datasets:
-                excluded = excluded_table(selection, missing, collected, [])
-                raise RuntimeError(f"only {len(collected.datasets)} datasets remain "
-                                   f"(min_datasets={config.min_datasets}); excluded:\n"
-                                   + excluded.to_string(index=False))
-            say(f"climatology: {len(collected.datasets)} done "
-                f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
-            t0 = time.perf_counter()
-            obs = gather_reads(reads, reference)
-            timings["evaluate"] = time.perf_counter() - t0
+        # the cluster serves every stage that reads data, and the drivers' fits (it stays
+        # up until the run ends)
+        dask_client = stack.enter_context(client_for(config.cluster, client))
+        link = getattr(dask_client, "dashboard_link", None)
+        say(f"cluster: {link}" if link else "cluster: ready")
+        t0 = time.perf_counter()
+        # the product and covariate files are read on the cluster while it computes the
+        # climatologies (they are independent): the evaluation then only gathers them
+        reads = start_reads(config)
+        collected = Collected()
+        conservation, regrid_s = regrid_stream(
+            iter_climatologies(selection, config, collected, dask_client, chunks,
+                               on_progress=progress, cache=_cache(config)),
+            reference, store)
+        timings["climatology"] = time.perf_counter() - t0 - regrid_s
+        if len(collected.datasets) < config.min_datasets:
+            excluded = excluded_table(selection, missing, collected, [])
+            raise RuntimeError(f"only {len(collected.datasets)} datasets remain "
+                               f"(min_datasets={config.min_datasets}); excluded:\n"
+                               + excluded.to_string(index=False))
+        say(f"climatology: {len(collected.datasets)} done "
+            f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
+        t0 = time.perf_counter()
+        obs = gather_reads(reads, reference)
+        timings["evaluate"] = time.perf_counter() - t0
         # from here on, everything reads the field store: on this machine
         stack.enter_context(local_scheduler())
         t0 = time.perf_counter()
@@ -292,7 +293,7 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
         say("evaluation: products, Table 1, residuals and SRDB sites done")
         t0 = time.perf_counter()
         fits = _fit_cache(config)
-        drivers = run_drivers(results, config.drivers, fits)
+        drivers = run_drivers(results, config.drivers, fits, client=dask_client)
         tables.update(drivers_tables(drivers))
         if drivers.excluded:
             tables["excluded"] = pd.concat([tables["excluded"],
@@ -315,6 +316,8 @@ def run_pipeline(config: Config, client=None, chunks: dict[str, int] | None = No
             report.build_report(out, results, tables, result.summary_notes(), sections)
             timings["report"] = time.perf_counter() - t0
             write_outputs(result, out)
+            if drivers.results:  # per-fit seconds, evaluations and workers
+                write_summary(drivers.results, out)
     # the field store is gone: the results are the written ones
     result.results = open_results(config)
     say(f"outputs written to {config.output}")
