@@ -123,6 +123,7 @@ def stage(fields_path: Path, mode: str, grid: str | None = None,
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                dashboard_address=":0")
         client = Client(cluster)
+    r0 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
     try:
         kw = {"client": client} if client is not None else {}
         with PeakRSS() as mem:
@@ -133,7 +134,11 @@ def stage(fields_path: Path, mode: str, grid: str | None = None,
         if client is not None:
             client.close()
             cluster.close()
-    return {"mode": mode, "wall_s": wall, "client_rss_start_mib": mem.start,
+    r1 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    cpu = [b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(r0, r1, strict=True)]
+    return {"mode": mode, "wall_s": wall, "cpu_s_client": cpu[0],
+            "cpu_s_workers": cpu[1],  # the LocalCluster's worker processes, once they exited
+            "client_rss_start_mib": mem.start,
             "client_rss_peak_mib": mem.peak, "excluded": outcome.excluded,
             "residuals": _fits_json(outcome), "load_avg": list(_loadavg())}
 
@@ -255,9 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.part in ("stage", "memory"):
         structs = a.structures.split(",") if a.structures else None
         res = stage(fields, a.mode, a.grid if a.part == "memory" or a.grid else None, structs)
-        if a.part == "memory":
-            res = {k: v for k, v in res.items() if k != "residuals"} | {
-                "n": [r["n"] for r in res["residuals"]], "grid": a.grid}
+        res["n"] = [r["n"] for r in res["residuals"]]
+        res["grid"] = a.grid
         text = json.dumps(res, indent=1, default=float)
         if a.json:
             a.json.write_text(text)

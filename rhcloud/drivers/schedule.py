@@ -182,7 +182,7 @@ def gls_fit(data: FitData, structure: str, nugget: bool, warm: list[tuple[float,
             warm_search: bool = False) -> tuple[GLSFit, dict]:
     """One correlated GLS fit of ``data`` (a task, or a call here), and its timing."""
     res = _WORKER if res is None else res
-    t0, wall0 = time.perf_counter(), time.time()
+    t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
     built = 0.0
     work = work32 = None
     with core_share(cores):
@@ -207,7 +207,8 @@ def gls_fit(data: FitData, structure: str, nugget: bool, warm: list[tuple[float,
                 res.give_back(work)
                 res.give_back(work32)
     timing = {"fit": "gls", "residual": data.label, "structure": structure, "nugget": nugget,
-              "seconds": time.perf_counter() - t0, "distance_build_s": built,
+              "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
+              "distance_build_s": built,
               "evals": int(fit.n_evals), "evals32": int(fit.extra.get("n_evals32", 0)),
               "warm": bool(fit.extra.get("warm")), "worker": _where(), "started": wall0,
               "ended": time.time(), "worker_peak_rss_mb": _peak_rss_mb()}
@@ -219,7 +220,7 @@ def gamm_fit(data: FitData, best: GLSFit, with_factor: bool, res: Resources | No
     """The GAMM of ``data`` (with or without its factor) under the GLS fit ``best``,
     started from its range and nugget (a task, or a call here)."""
     res = _WORKER if res is None else res
-    t0, wall0 = time.perf_counter(), time.time()
+    t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
     dist, whiten, built = _gamm_correlation(data, best, res)
     with core_share(cores):
         fit = gamm_mod.fit_gamm(data.frame, data.response, data.smooth, dist,
@@ -227,7 +228,8 @@ def gamm_fit(data: FitData, best: GLSFit, with_factor: bool, res: Resources | No
                                 **_gamm_kwargs(best, data, whiten))
     timing = {"fit": "gamm", "residual": data.label, "structure": best.structure,
               "nugget": best.nugget, "factor": with_factor,
-              "seconds": time.perf_counter() - t0, "distance_build_s": built,
+              "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
+              "distance_build_s": built,
               "evals": int(fit.n_evals), "evals32": 0, "warm": True, "worker": _where(),
               "started": wall0, "ended": time.time(), "worker_peak_rss_mb": _peak_rss_mb()}
     return fit, timing

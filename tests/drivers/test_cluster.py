@@ -29,9 +29,9 @@ def data() -> pd.DataFrame:
     return simulate_gamm_case(n=150, seed=5)
 
 
-def _fit(data, **kw):
+def _fit(data, structures=STRUCTURES, **kw):
     return fit_drivers(data, response="y", smooth=["x1", "x2"], factor=["lith"],
-                       distance="lonlat", structures=STRUCTURES, **kw)
+                       distance="lonlat", structures=structures, **kw)
 
 
 def _same(a, b, exact_gamm: bool = True):
