@@ -686,9 +686,12 @@ def _warm_start(warm, nugget: bool, bounds) -> tuple[np.ndarray, list[np.ndarray
     return (xs[0], xs[1:]) if xs else (None, [])
 
 
-WARM_NUGGET_MIN = 0.01
-"""A warm start's nugget is raised to at least this (logit scale: a start at a nugget of 0
-would sit at the lower bound, where the quadratic models see no curvature)."""
+WARM_NUGGET_MIN = 1.0 / (1.0 + math.exp(-_NUG_LO))
+"""A warm start's nugget is at least the search's lower bound: a fit without nugget (or a
+nugget fit at its boundary) starts the nugget search at the nested model itself, whose
+likelihood is then the least the search can end with. (A start at a nugget of 0.01 instead
+ended 17.6 below the nested model on the demo world's mean residual at 2,149 cells, where
+the optimum is at nugget -> 0.)"""
 
 
 def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_range, seed, work,
