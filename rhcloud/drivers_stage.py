@@ -91,11 +91,15 @@ def run_drivers(fields: xr.Dataset, options: dict[str, Any],
     inputs = {label: drivers_inputs(fields, f"residual_{label}") for label in labels}
     _, smooth, factor = next(iter(inputs.values()))
     # both residuals at once: the mean's fits start from the median's, all share the cluster
-    outcome.results, excluded, _ = fit_residuals(
-        {label: ds for label, (ds, _, _) in inputs.items()}, response="residual",
-        smooth=smooth, factor=factor, distance=options.get("distance", "great-circle"),
-        structures=options.get("structures", list(STRUCTURES)), fit_cache=fit_cache,
-        client=client)
+    try:
+        outcome.results, excluded, _ = fit_residuals(
+            {label: ds for label, (ds, _, _) in inputs.items()}, response="residual",
+            smooth=smooth, factor=factor, distance=options.get("distance", "great-circle"),
+            structures=options.get("structures", list(STRUCTURES)), fit_cache=fit_cache,
+            client=client)
+    except Exception as exc:  # noqa: BLE001 - the statistics never sink a finished run
+        excluded = [{"zstore": f"drivers ({label} residual)",
+                     "reason": f"{type(exc).__name__}: {exc}"} for label in labels]
     outcome.excluded.extend(excluded)
     if options.get("grid"):
         outcome.skipped.append(f"drivers fitted on {options['grid']} (residual and covariates "

@@ -4,9 +4,10 @@ One *plan* covers every residual field of a run (median, mean): per residual, th
 the AIC table (structure x nugget; the ``none`` row is exact and made here) and the GAMM
 under the residual's lowest-AIC structure. Fits start from what earlier fits learnt
 (:func:`warm_sources`): on a large table (more cells than the subsample searches use) a
-structure with nugget starts from its fit without, and the second residual's fits from the
-first residual's optimum of the same structure, instead of searching subsamples; the GAMM
-starts from its GLS fit. The reported values are always float64 evaluations at the optimum
+structure with nugget starts from the better of its fit without (at the nested model) and,
+for the first residual, the subsample searches' start; the second residual's fits start
+from the first residual's optimum of the same structure (and a nugget fit also from its fit
+without), without subsample searches; the GAMM starts from its GLS fit. The reported values are always float64 evaluations at the optimum
 (:func:`rhcloud.drivers.gls.fit_gls`).
 
 Without a client the fits run here, one after another, in the order of the table (as
