@@ -5,13 +5,17 @@ residual field) timed on the demo world, which has the paper's models, grid and 
 
 The config is catalogs/paper.yaml with only the data locations swapped for the world's
 (catalog, products, NPP reference, covariates); the cache is ignored (``resume: false``), so
-every climatology is computed. Prints the stage timings (s) and the drivers' cell count.
+every climatology is computed. Prints the stage timings (s), the drivers' cell count and the
+machine's load average (1, 5, 15 min) at the start and the end; the drivers' fits run on the
+run's cluster, each fit's seconds, evaluations and worker are in
+``<output>/tables/drivers_summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -39,6 +43,7 @@ def main() -> None:
     args = p.parse_args()
     world = generate_world(args.world, WorldParams())
     config = config_from_dict(paper_config(world, args.output))
+    load0 = os.getloadavg()
     t0 = time.perf_counter()
     result = run(config, progress=lambda m: print(f"[{time.perf_counter() - t0:7.1f} s] {m}",
                                                            flush=True))
@@ -46,7 +51,8 @@ def main() -> None:
     n = sorted({int(x) for x in result.tables.get("gls_aic", {"n": []})["n"]})
     print(json.dumps({"wall_s": round(wall, 1),
                       "stages_s": {k: round(v, 1) for k, v in result.timings.items()},
-                      "datasets": len(result.collected.datasets), "drivers_cells": n},
+                      "datasets": len(result.collected.datasets), "drivers_cells": n,
+                      "load_avg_start_end": [load0, os.getloadavg()]},
                      indent=2))
 
 

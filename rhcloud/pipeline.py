@@ -53,26 +53,29 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
     reference = regrid.reference_grid(config.reference_grid)
     with ExitStack() as stack:
         store = stack.enter_context(temporary_store(reference))
-        with client_for(config.cluster, client) as dask_client:
-            link = getattr(dask_client, "dashboard_link", None)
-            say(f"cluster: {link}" if link else "cluster: ready")
-            t0 = time.perf_counter()
-            inputs = ingest.open_inputs(selection.datasets, config, chunks)     # 2. ingest
-            collected = climatology.Collected()
-            clims = climatology.iter_climatologies(                            # 3. climatology
-                inputs, collected, dask_client, on_progress=progress, cache=_cache(config))
-            conservation, regrid_s = regrid.regrid_stream(clims, reference, store)  # 4. regrid
-            timings["climatology"] = time.perf_counter() - t0 - regrid_s
-            if len(collected.datasets) < config.min_datasets:
-                raise RhcloudError(
-                    f"only {len(collected.datasets)} datasets remain (min_datasets="
-                    f"{config.min_datasets}); excluded:\n" + outputs.excluded_table(
-                        selection, collected, inputs.reads.excluded).to_string(index=False))
-            say(f"climatology: {len(collected.datasets)} done "
-                f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
-            with _timed(timings, "observations"):
-                obs = regrid.observations_to_reference(inputs.reads, reference)
-        # from here on, everything reads the field store: on this machine
+        # the cluster serves every stage that reads data, and the drivers' fits (it stays up
+        # until the run ends)
+        dask_client = stack.enter_context(client_for(config.cluster, client))
+        link = getattr(dask_client, "dashboard_link", None)
+        say(f"cluster: {link}" if link else "cluster: ready")
+        t0 = time.perf_counter()
+        inputs = ingest.open_inputs(selection.datasets, config, chunks)         # 2. ingest
+        collected = climatology.Collected()
+        clims = climatology.iter_climatologies(                                # 3. climatology
+            inputs, collected, dask_client, on_progress=progress, cache=_cache(config))
+        conservation, regrid_s = regrid.regrid_stream(clims, reference, store)  # 4. regrid
+        timings["climatology"] = time.perf_counter() - t0 - regrid_s
+        if len(collected.datasets) < config.min_datasets:
+            raise RhcloudError(
+                f"only {len(collected.datasets)} datasets remain (min_datasets="
+                f"{config.min_datasets}); excluded:\n" + outputs.excluded_table(
+                    selection, collected, inputs.reads.excluded).to_string(index=False))
+        say(f"climatology: {len(collected.datasets)} done "
+            f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
+        with _timed(timings, "observations"):
+            obs = regrid.observations_to_reference(inputs.reads, reference)
+        # from here on, the statistics read the field store: on this machine (the drivers'
+        # fits, which travel as data, go to the cluster)
         stack.enter_context(local_scheduler())
         with _timed(timings, "ensemble"):
             results = ensemble.build(                                          # 5. ensemble
@@ -86,7 +89,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
         say("evaluation: products, Table 1, residuals and SRDB sites done")
         fits = _fit_cache(config)
         with _timed(timings, "drivers"):
-            fitted = drivers.run_drivers(results, config.drivers, fits)        # 7. drivers
+            fitted = drivers.run_drivers(results, config.drivers, fits,        # 7. drivers
+                                         client=dask_client)
         _say_drivers(say, fitted, fits)
         tables = {**ev.tables,
                   "regrid_conservation": regrid.with_observations(conservation, obs),
@@ -102,6 +106,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
                 report.build_report(out, results, result.tables,                # 8. report
                                     result.summary_notes(), fitted)
             outputs.write_outputs(result, out)
+            if fitted.results:  # per-fit seconds, evaluations and workers
+                drivers.write_summary(fitted.results, out)
     # the field store is gone: the results are the written ones
     result.results = outputs.open_results(config)
     say(f"outputs written to {config.output}")

@@ -12,6 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,9 @@ from .correlation import SPHERE_VALID, STRUCTURES, canonical
 from .distances import chordal_km, chordal_to_great_circle, lonlat_euclidean
 from .fitcache import FitCache, digest
 from .gamm import GAMMSelection, fit_gamm_select
-from .gls import GLSFit, aic_table
-from .vecchia import DEFAULT_NEIGHBORS, VecchiaLikelihood, aic_table_vecchia
+from .gls import GLSFit
+from .schedule import FitData, Plan, run_in_process, run_on_cluster
+from .vecchia import DEFAULT_NEIGHBORS
 
 LIKELIHOODS = ("auto", "exact", "vecchia")
 VECCHIA_ABOVE = 15000
@@ -48,6 +50,9 @@ class DriversResult:
     data: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     likelihood: str = "exact"  # "exact" or "vecchia" (what was used)
+    fit_timings: list[dict] = field(default_factory=list)  # per fit: seconds, evals, worker
+    excluded: list[dict[str, str]] = field(default_factory=list)  # fits that failed
+    executor: str = "in-process"
 
     def gls_aic(self) -> pd.DataFrame:
         """``tables/gls_aic.csv`` rows (ranked by AIC; non-PD fits last with NaN AIC)."""
@@ -75,7 +80,8 @@ class DriversResult:
                "gls_best": {"structure": self.best.structure, "nugget": self.best.nugget,
                             "range": self.best.range, "nugget_value": self.best.nugget_value,
                             "aic": self.best.aic},
-               "timings_s": self.timings}
+               "timings_s": self.timings, "executor": self.executor,
+               "fits": self.fit_timings, "excluded": self.excluded}
         if self.gamm is not None:
             g = self.gamm.fit
             out["gamm"] = {"structure": g.structure, "nugget": g.nugget, "range": g.range,
@@ -112,10 +118,25 @@ def write_tables(results: list[DriversResult], directory: str | Path) -> dict[st
         path = tables / f"{name}.csv"
         frame.to_csv(path, index=False)
         paths[name] = path
-    path = tables / "drivers_summary.json"
-    path.write_text(json.dumps([r.summary() for r in results], indent=2, default=float))
-    paths["summary"] = path
+    paths["summary"] = write_summary(results, directory)
     return paths
+
+
+def write_summary(results: list[DriversResult], directory: str | Path) -> Path:
+    """``directory/tables/drivers_summary.json``: per residual the chosen structure, the GAMM
+    and its factor decision, the stage timings, and every fit's seconds, likelihood
+    evaluations and worker (``fits``)."""
+    tables = Path(directory) / "tables"
+    tables.mkdir(parents=True, exist_ok=True)
+    path = tables / "drivers_summary.json"
+    path.write_text(json.dumps([r.summary() for r in results], indent=2, default=_jsonable))
+    return path
+
+
+def _jsonable(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    return float(v)
 
 
 def _to_frame(data, response: str, columns: list[str]) -> pd.DataFrame:
@@ -176,6 +197,55 @@ def distance_matrices(lon: np.ndarray, lat: np.ndarray, distance: str
             {s: ("great-circle" if s in SPHERE_VALID else "chordal") for s in STRUCTURES})
 
 
+def prepare(data, response: str, smooth: list[str] | None = None,
+            factor: list[str] | None = None, distance: str = "great-circle",
+            residual_label: str = "median", gls_covariates: bool = True, n_splines: int = 10,
+            alpha: float = 0.05, subsample: int = 1000, likelihood: str = "auto",
+            vecchia_above: int = VECCHIA_ABOVE, neighbors: int = DEFAULT_NEIGHBORS,
+            with_digest: bool = True) -> FitData:
+    """The complete rows of ``data`` and the GLS design as a :class:`FitData` (see
+    :func:`fit_drivers` for the arguments); raises KeyError/ValueError on unusable data."""
+    smooth = list(smooth or [])
+    factor = list(factor or [])
+    if len(factor) > 1:
+        raise ValueError("one factor term is supported")
+    fac = factor[0] if factor else None
+    df = _to_frame(data, response, smooth + factor)
+    used = ["lon", "lat", response, *smooth]
+    mask = np.ones(len(df), bool)
+    for c in used:
+        mask &= np.isfinite(pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64))
+    if fac is not None:
+        mask &= df[fac].notna().to_numpy()
+    df = df.loc[mask].reset_index(drop=True)
+    if len(df) < 10:
+        raise ValueError(f"only {len(df)} complete rows")
+    lon = df["lon"].to_numpy(np.float64)
+    lat = df["lat"].to_numpy(np.float64)
+    kind = choose_likelihood(len(df), likelihood, vecchia_above)
+    dfor = metric_for(distance)
+    cols, names = [np.ones(len(df))], ["(Intercept)"]
+    if gls_covariates:
+        for c in smooth:
+            cols.append(df[c].to_numpy(np.float64))
+            names.append(c)
+        if fac is not None:
+            lev = pd.Categorical(df[fac].astype(str))
+            for i, lv in enumerate(lev.categories[1:], start=1):
+                cols.append((lev.codes == i).astype(np.float64))
+                names.append(f"{fac}{lv}")
+    X = np.column_stack(cols)
+    y = df[response].to_numpy(np.float64)
+    inputs = ""
+    if with_digest:  # the fit cache's key of the data and options (as before the scheduler)
+        inputs = digest(df[used + factor], X, {
+            "likelihood": kind, "distance_for": dfor, "coef_names": names,
+            "subsample": subsample, "neighbors": neighbors if kind == "vecchia" else None})
+    label = residual_label if residual_label else response
+    return FitData(label, y, X, lon, lat, names, dfor, kind, subsample, neighbors, df,
+                   response, smooth, fac, alpha, n_splines, inputs=inputs)
+
+
 def fit_drivers(data, response: str, smooth: list[str] | None = None,
                 factor: list[str] | None = None, distance: str = "great-circle",
                 structures: list[str] | tuple[str, ...] = STRUCTURES,
@@ -184,7 +254,7 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
                 alpha: float = 0.05, subsample: int = 1000, likelihood: str = "auto",
                 vecchia_above: int = VECCHIA_ABOVE,
                 neighbors: int = DEFAULT_NEIGHBORS,
-                fit_cache: FitCache | None = None) -> DriversResult:
+                fit_cache: FitCache | None = None, client=None) -> DriversResult:
     """GLS AIC table over correlation structures, then the GAMM with the best one.
 
     ``data``: a DataFrame with ``lon``, ``lat`` (degrees) and the columns, or an xarray
@@ -201,88 +271,85 @@ def fit_drivers(data, response: str, smooth: list[str] | None = None,
 
     ``fit_cache``: GLS fits and the GAMM already made on the same inputs are read from it,
     new ones stored (:mod:`rhcloud.drivers.fitcache`); the results are those of a fresh fit.
+
+    ``client``: a ``distributed.Client``; every correlated fit is then a task on its
+    workers (:mod:`rhcloud.drivers.schedule`); without one the fits run here. A fit that
+    fails on the cluster (after Dask's retries) is left out of the table and listed in
+    ``DriversResult.excluded``.
     """
-    smooth = list(smooth or [])
-    factor = list(factor or [])
-    if len(factor) > 1:
-        raise ValueError("one factor term is supported")
-    fac = factor[0] if factor else None
-    timings: dict[str, float] = {}
+    results, excluded, errors = fit_residuals(
+        {residual_label: data}, response, smooth, factor, distance=distance,
+        structures=structures, nuggets=nuggets, gls_covariates=gls_covariates, gamm=gamm,
+        n_splines=n_splines, alpha=alpha, subsample=subsample, likelihood=likelihood,
+        vecchia_above=vecchia_above, neighbors=neighbors, fit_cache=fit_cache, client=client,
+        _raise=True)
+    return results[0]
+
+
+def fit_residuals(tables: dict[str, Any], response: str, smooth: list[str] | None = None,
+                  factor: list[str] | None = None, distance: str = "great-circle",
+                  structures: list[str] | tuple[str, ...] = STRUCTURES,
+                  nuggets: tuple[bool, ...] = (False, True), gls_covariates: bool = True,
+                  gamm: bool = True, n_splines: int = 10, alpha: float = 0.05,
+                  subsample: int = 1000, likelihood: str = "auto",
+                  vecchia_above: int = VECCHIA_ABOVE, neighbors: int = DEFAULT_NEIGHBORS,
+                  fit_cache: FitCache | None = None, client=None, _raise: bool = False
+                  ) -> tuple[list[DriversResult], list[dict[str, str]], dict[str, str]]:
+    """:func:`fit_drivers` on several residual fields at once (``{label: data}``, e.g. the
+    median and the mean residual), so that later fields start from the first one's optima
+    and, with a ``client``, all their fits share the cluster.
+
+    Returns the results (in the order of ``tables``), the exclusion rows of fits that could
+    not be made (``zstore``, ``reason``: a residual whose table could not be made at all is
+    one row, ``drivers (<label> residual)``) and ``{label: reason}`` of those residuals."""
     t0 = time.perf_counter()
-    df = _to_frame(data, response, smooth + factor)
-    used = ["lon", "lat", response, *smooth]
-    mask = np.ones(len(df), bool)
-    for c in used:
-        mask &= np.isfinite(pd.to_numeric(df[c], errors="coerce").to_numpy(np.float64))
-    if fac is not None:
-        mask &= df[fac].notna().to_numpy()
-    df = df.loc[mask].reset_index(drop=True)
-    if len(df) < 10:
-        raise ValueError(f"only {len(df)} complete rows")
-    lon = df["lon"].to_numpy(np.float64)
-    lat = df["lat"].to_numpy(np.float64)
-    kind = choose_likelihood(len(df), likelihood, vecchia_above)
-    if kind == "exact":
-        dmap, dfor = distance_matrices(lon, lat, distance)
-    else:
-        dmap, dfor = {}, metric_for(distance)
-    timings["distances"] = time.perf_counter() - t0
-    cols, names = [np.ones(len(df))], ["(Intercept)"]
-    if gls_covariates:
-        for c in smooth:
-            cols.append(df[c].to_numpy(np.float64))
-            names.append(c)
-        if fac is not None:
-            lev = pd.Categorical(df[fac].astype(str))
-            for i, lv in enumerate(lev.categories[1:], start=1):
-                cols.append((lev.codes == i).astype(np.float64))
-                names.append(f"{fac}{lv}")
-    X = np.column_stack(cols)
-    y = df[response].to_numpy(np.float64)
-    t1 = time.perf_counter()
+    prepared: dict[str, FitData] = {}
+    excluded: list[dict[str, str]] = []
+    errors: dict[str, str] = {}
+    for label, data in tables.items():
+        try:
+            prepared[label] = prepare(data, response, smooth, factor, distance, label,
+                                      gls_covariates, n_splines, alpha, subsample, likelihood,
+                                      vecchia_above, neighbors, with_digest=fit_cache is not None)
+        except Exception as exc:
+            if _raise:
+                raise
+            errors[label] = f"{type(exc).__name__}: {exc}"
+            excluded.append({"zstore": f"drivers ({label} residual)", "reason": errors[label]})
+    prep_s = time.perf_counter() - t0
     structs = [canonical(s) for s in structures if s != "none"]
-    memo, inputs = None, ""
-    if fit_cache is not None:
-        inputs = digest(df[used + factor], X, {
-            "likelihood": kind, "distance_for": dfor, "coef_names": names,
-            "subsample": subsample, "neighbors": neighbors if kind == "vecchia" else None})
-        memo = fit_cache.memo(inputs)
-    if kind == "exact":
-        table, fits = aic_table(y, X, dmap, structs, nuggets=nuggets, coef_names=names,
-                                distance_for=dfor, subsample=subsample, memo=memo)
+    plan = Plan(prepared, structs, tuple(nuggets), fit_cache, gamm)
+    t1 = time.perf_counter()
+    if client is None:
+        outcomes = run_in_process(plan, lambda *a, **k: fit_gamm_select(*a, **k),
+                                  catch=not _raise)
+        executor = "in-process"
     else:
-        table, fits = aic_table_vecchia(y, X, lon, lat, dfor, structs, nuggets=nuggets,
-                                        coef_names=names, neighbors=neighbors,
-                                        subsample=subsample, memo=memo)
-    timings["gls"] = time.perf_counter() - t1
-    best = fits[0]
-    sel = None
-    if gamm and smooth:
-        t2 = time.perf_counter()
-        dist, whiten = None, None
-        if best.structure != "none":
-            if kind == "exact":
-                dist = dmap[dfor[best.structure]]
-            else:
-                whiten = VecchiaLikelihood(y, X, lon, lat, best.structure, dfor[best.structure],
-                                           m=neighbors).whiten
-        start = None if best.structure == "none" else (best.range, max(best.nugget_value, 0.01))
-
-        def select() -> GAMMSelection:
-            return fit_gamm_select(df, response, smooth, dist, factor=fac, alpha=alpha,
-                                   structure=best.structure, nugget=best.nugget, start=start,
-                                   n_splines=n_splines, whiten=whiten)
-
-        if fit_cache is None:
-            sel = select()
-        else:  # the GAMM starts from the chosen GLS fit: its parameters are in the key
-            sel = fit_cache.cached(
-                digest(inputs, "gamm", smooth, fac, alpha, n_splines, best.structure,
-                       best.nugget, best.range, best.nugget_value), GAMMSelection, select)
-        timings["gamm"] = time.perf_counter() - t2
-    timings["total"] = time.perf_counter() - t0
-    label = residual_label if residual_label else response
-    out = DriversResult(response, label, distance, table, fits, best, sel, df, timings, kind)
-    if not math.isfinite(best.aic):
-        raise RuntimeError("no GLS structure could be fitted")
-    return out
+        outcomes = run_on_cluster(plan, client)
+        executor = f"dask ({len(client.scheduler_info().get('workers', {}))} workers)"
+    stage_s = time.perf_counter() - t1
+    results = []
+    for label, d in prepared.items():
+        out = outcomes[label]
+        if out.error is not None:  # in-process, with _raise False
+            errors[label] = f"{type(out.error).__name__}: {out.error}"
+            excluded.append({"zstore": f"drivers ({label} residual)", "reason": errors[label]})
+            continue
+        table, fits = out.table(structs, tuple(nuggets))
+        best = fits[0]
+        if not math.isfinite(best.aic):
+            reason = "RuntimeError: no GLS structure could be fitted"
+            if _raise:
+                raise RuntimeError("no GLS structure could be fitted")
+            errors[label] = reason
+            excluded.append({"zstore": f"drivers ({label} residual)", "reason": reason})
+            continue
+        excluded.extend(out.excluded)
+        built = sum(t.get("distance_build_s", 0.0) for t in out.timings)
+        timings = {"prepare": prep_s, "distances": built, "gls": out.gls_s,
+                   "gamm": out.gamm_s, "total": prep_s + (out.gls_s + out.gamm_s
+                                                         if client is None else stage_s)}
+        results.append(DriversResult(response, label, distance, table, fits, best, out.gamm,
+                                     d.frame, timings, d.likelihood, out.timings,
+                                     out.excluded, executor))
+    return results, excluded, errors

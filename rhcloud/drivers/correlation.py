@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ._blas import cores
+
 STRUCTURES: tuple[str, ...] = ("exponential", "gaussian", "spherical", "linear", "rational")
 """Correlation structures with a range parameter (plus ``"none"``)."""
 
@@ -155,7 +157,7 @@ def fill_correlation(structure: str, dist: np.ndarray, range_: float, nugget: fl
         c0 = 0 if full else a0
         _fill_block(structure, dist[a0:a1, c0:], out[a0:a1, c0:], inv_range, scale)
 
-    if n_blocks == 1 or n < 1024:
+    if n_blocks == 1 or n < 1024 or cores() == 1:
         for b in range(n_blocks):
             work(b)
     else:

@@ -167,6 +167,20 @@ class FitCache:
         self._put(key, fit)
         return fit
 
+    def lookup(self, key: str, kind: type[T]) -> T | None:
+        """The ``kind`` stored under ``key`` (counted as a hit), or None (``fresh``: always
+        None). With :meth:`store`, :meth:`cached` split for fits made elsewhere (a Dask
+        task): the client looks up, the task fits, the client stores."""
+        fit = self._get(key, kind)
+        if fit is not None:
+            self.hits += 1
+        return fit
+
+    def store(self, key: str, fit: Any) -> None:
+        """Keep a fit made elsewhere under ``key`` (counted as fitted; never raises)."""
+        self.fitted += 1
+        self._put(key, fit)
+
     def memo(self, inputs: str) -> Memo:
         """For :func:`rhcloud.drivers.gls.fit_table`: the GLS fit of (structure, nugget) on
         the inputs hashed as ``inputs``."""

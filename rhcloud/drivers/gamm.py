@@ -407,7 +407,16 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
             r0, v0 = start if start is not None else (float(np.median(dist[dist > 0])) / 5, 0.2)
             v0 = min(max(v0, 1e-3), 0.95)
             x0 = np.array([math.log(r0)] + ([math.log(v0 / (1 - v0))] if nugget else []))
-            if len(x0) == 1:
+            if not tight and start is not None:
+                # a large problem started from its GLS fit: quadratic-model Newton steps
+                # that reuse every evaluation (each one a Cholesky of C) instead of a
+                # simplex; the optimum's values are computed as always below
+                from .gls import _model_search
+
+                bounds = [(x0[0] - 3.0, x0[0] + 3.0)] + ([(-12.0, 12.0)] if nugget else [])
+                x_hat = _model_search(outer, x0, bounds, h=0.1, tol=2e-4, h_conv=0.01,
+                                      max_evals=40).x
+            elif len(x0) == 1:
                 from scipy.optimize import minimize_scalar
 
                 res = minimize_scalar(lambda t: outer(np.array([t])), method="bounded",
@@ -511,6 +520,13 @@ def fit_gamm_select(data: pd.DataFrame, response: str, smooth: list[str],
         return GAMMSelection(fit, None, fit, False, "no factor term")
     with_f = fit_gamm(data, response, smooth, dist, factor=factor, **kwargs)
     without_f = fit_gamm(data, response, smooth, dist, **kwargs)
+    return select_factor(with_f, without_f, factor, alpha)
+
+
+def select_factor(with_f: GAMMFit, without_f: GAMMFit, factor: str,
+                  alpha: float = 0.05) -> GAMMSelection:
+    """The paper's rule on the two fits (made anywhere, e.g. as two Dask tasks): drop the
+    factor when its p-value > ``alpha`` and the AIC is lower without it."""
     row = with_f.terms.loc[with_f.terms.term == factor]
     pval = float(row.p_value.iloc[0]) if len(row) else math.nan
     drop = bool(pval > alpha and without_f.aic < with_f.aic)

@@ -225,7 +225,9 @@ def fit_gls_vecchia(y: np.ndarray, X: np.ndarray, lon: np.ndarray, lat: np.ndarr
                     structure: str, nugget: bool = False, method: str = "ML",
                     coef_names: list[str] | None = None, metric: str = "chordal",
                     neighbors: int = DEFAULT_NEIGHBORS, subsample: int = 1000, seed: int = 0,
-                    distance: str = "", n_range: int | None = None) -> GLSFit:
+                    distance: str = "", n_range: int | None = None,
+                    warm: list[tuple[float, float]] | None = None,
+                    warm_search: bool = False) -> GLSFit:
     """:func:`rhcloud.drivers.gls.fit_gls` with the Vecchia likelihood on all cells.
 
     The start comes from exact fits on nested random subsamples (dense distances of at
@@ -245,7 +247,7 @@ def fit_gls_vecchia(y: np.ndarray, X: np.ndarray, lon: np.ndarray, lat: np.ndarr
     with blas_threads(1):  # small blocks and subsamples: one BLAS thread is fastest
         fit = _fit_gls(y, X, None, structure, nugget, method, coef_names, subsample, n_range,
                        seed, None, None, distance, False, lik=lik, sub_dist=sub_dist,
-                       range_bounds=lik.range_bounds())
+                       range_bounds=lik.range_bounds(), warm=warm, warm_search=warm_search)
     fit.extra.update({"likelihood": "vecchia", "neighbors": lik.m})
     fit.message = (fit.message + "; " if fit.message else "") + f"Vecchia, {lik.m} neighbours"
     return fit

@@ -59,11 +59,11 @@ def drivers_inputs(fields: xr.Dataset, residual: str,
 
 
 def run_drivers(fields: xr.Dataset, options: DriversOptions,
-                fit_cache: FitCache | None = None) -> DriversOutcome:
+                fit_cache: FitCache | None = None, client=None) -> DriversOutcome:
     """Fit the drivers of the median and the mean ESM residual (skipped, with the reason,
     when the residual or every covariate is missing). Fits found in ``fit_cache`` are not
-    made again."""
-    from rhcloud.drivers.api import fit_drivers
+    made again; with a Dask ``client`` the fits are tasks on its workers."""
+    from rhcloud.drivers.api import fit_residuals
 
     outcome = DriversOutcome()
     if not options.residuals:
@@ -81,22 +81,31 @@ def run_drivers(fields: xr.Dataset, options: DriversOptions,
         used = [f"residual_{label}" for label in labels if f"residual_{label}" in fields]
         used += [v for v in (*SMOOTH_FIELDS.values(), *FACTOR_FIELDS.values()) if v in fields]
         fields = to_grid(fields, list(dict.fromkeys(used)), target, FACTOR_FIELDS.values())
-    for label in labels:
-        ds, smooth, factor = drivers_inputs(fields, f"residual_{label}")
-        try:
-            result = fit_drivers(ds, response="residual", smooth=smooth, factor=factor,
-                                 distance=options.distance, structures=options.structures,
-                                 nuggets=options.nuggets, likelihood=options.likelihood,
-                                 residual_label=label, fit_cache=fit_cache)
-        except Exception as exc:  # noqa: BLE001 - the statistics never sink a finished run
-            outcome.excluded.append(Exclusion(f"drivers ({label} residual)",
-                                              f"{type(exc).__name__}: {exc}", "drivers"))
-            continue
-        outcome.results.append(result)
+    inputs = {label: drivers_inputs(fields, f"residual_{label}") for label in labels}
+    _, smooth, factor = next(iter(inputs.values()))
+    # both residuals at once: the mean's fits start from the median's, all share the cluster
+    try:
+        outcome.results, excluded, _ = fit_residuals(
+            {label: ds for label, (ds, _, _) in inputs.items()}, response="residual",
+            smooth=smooth, factor=factor, distance=options.distance,
+            structures=options.structures, nuggets=options.nuggets,
+            likelihood=options.likelihood, fit_cache=fit_cache, client=client)
+    except Exception as exc:  # noqa: BLE001 - the statistics never sink a finished run
+        excluded = [{"zstore": f"drivers ({label} residual)",
+                     "reason": f"{type(exc).__name__}: {exc}"} for label in labels]
+    outcome.excluded.extend(Exclusion(e["zstore"], e["reason"], "drivers") for e in excluded)
     if options.grid:
         outcome.skipped.append(f"drivers fitted on {options.grid} (residual and covariates "
                                "regridded conservatively, lithology by majority)")
     return outcome
+
+
+def write_summary(results: list[Any], out: Path) -> Path:
+    """``tables/drivers_summary.json`` under ``out``: the chosen structures, the GAMMs, and
+    every fit's seconds, evaluations and worker."""
+    from rhcloud.drivers.api import write_summary as _write
+
+    return _write(results, out)
 
 
 def drivers_tables(outcome: DriversOutcome) -> dict[str, pd.DataFrame]:
