@@ -65,7 +65,10 @@ CONDA_TO_PYPI = {"matplotlib-base": "matplotlib", "dask-core": "dask",
                  "msgpack-python": "msgpack", "pyarrow-core": "pyarrow", "pytables": "tables",
                  "pytorch": "torch"}
 # never pinned: the interpreter and the installer (the venv brings its own)
-NOT_PINNED = {"python", "pip", "setuptools", "wheel"}
+NOT_PINNED = {"python", "pip"}
+# in every conda Python but in no Python 3.12 venv: pinned with the image's version
+# (intake-esm 2023.11.10 imports pkg_resources, from setuptools, without declaring it)
+BASE = ("setuptools", "wheel")
 # module imported -> distribution (where they differ beyond case and _/-)
 IMPORT_TO_DIST = {"yaml": "pyyaml", "netCDF4": "netcdf4", "PIL": "pillow",
                   "sklearn": "scikit-learn", "skimage": "scikit-image", "cv2": "opencv-python",
@@ -168,6 +171,8 @@ def pinned_packages(image: dict[str, str], reqs: list[Requirement]) -> tuple[dic
         wanted.setdefault(canonicalize_name(IMPORT_TO_DIST.get(mod, mod)), f"import {mod}")
     for r in reqs:
         wanted.setdefault(canonicalize_name(r.name), f"requirement {r}")
+    for b in BASE:
+        wanted.setdefault(b, "in every conda Python")
     pinned = {d: image[d] for d in sorted(wanted) if d in image}
     registry = {d: why for d, why in sorted(wanted.items()) if d not in image}
     return pinned, registry
@@ -392,7 +397,8 @@ def installed(venv_python: str) -> dict[str, str]:
 
 def verify(now: dict[str, str], before: dict[str, str], pins: dict[str, str],
            image: dict[str, str]) -> list[str]:
-    """What is not at the image's version, or moved with rhcloud's install."""
+    """What is not at the image's version, or moved with rhcloud's install. ``image``: the
+    versions held as constraints (those pip could meet)."""
     problems = []
     for k, v in pins.items():
         if k not in now:
@@ -418,7 +424,6 @@ def run(cmd: list[str], **kw) -> None:
 def build(args, image, python_version, reqs, pins, registry, constraints) -> dict:
     python = [args.python] if args.python else find_python(python_version)
     venv = Path(args.venv).resolve()
-    marker = venv / "pangeo-env.json"
     if venv.exists():
         shutil.rmtree(venv)
     run([*python, "-m", "venv", str(venv)])
@@ -440,6 +445,8 @@ def build(args, image, python_version, reqs, pins, registry, constraints) -> dic
         run([vpy, "-m", "pip", "install", "--quiet", "--no-deps",
              *(f"{k}=={pins[k]}" for k in res.as_in_image)])
     before = installed(vpy)
+    (venv / "pangeo-before.json").write_text(json.dumps(before, indent=1))
+    (venv / "pangeo-as-in-image.json").write_text(json.dumps(res.as_in_image, indent=1))
     # rhcloud on top, nothing of the image allowed to move
     spec = f"{ROOT}[{','.join(args.extras)}]" if args.extras else str(ROOT)
     if res.as_in_image:  # its requirements as resolved, then rhcloud itself
@@ -449,20 +456,41 @@ def build(args, image, python_version, reqs, pins, registry, constraints) -> dic
         run([vpy, "-m", "pip", "install", "--quiet", "--no-deps", "-e", spec])
     else:
         run([vpy, "-m", "pip", "install", "--quiet", "-c", str(con_file), "-e", spec])
+    return verify_env(args, venv, image, pins, registry)
+
+
+def verify_env(args, venv: Path, image: dict[str, str], pins: dict[str, str],
+               registry: dict[str, str]) -> dict:
+    """Step 4 on a built environment: its packages against the image's versions (the
+    constraints it was built under) and against the versions before rhcloud's install, and
+    pip check. Writes ``pangeo-env.json`` when all holds."""
+    vpy = str(venv / "bin" / "python")
+    files = {n: venv / f"pangeo-{n}" for n in ("constraints.txt", "before.json",
+                                                "as-in-image.json")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise SystemExit(f"{venv} was not built by this script (missing {missing})")
+    constraints = dict(ln.split("==", 1) for ln in
+                       files["constraints.txt"].read_text().split())
+    before = json.loads(files["before.json"].read_text())
+    as_in_image = json.loads(files["as-in-image.json"].read_text())
     now = installed(vpy)
-    problems = verify(now, {k: v for k, v in before.items() if k in image}, pins, image)
+    problems = verify(now, {k: v for k, v in before.items() if k in image}, pins, constraints)
     check = subprocess.run([vpy, "-m", "pip", "check"], capture_output=True, text=True)
-    unexplained = [ln for ln in check.stdout.splitlines() if ln.strip()
-                   and canonicalize_name(ln.split()[0]) not in res.as_in_image]
+    unexplained = [] if check.returncode == 0 else [
+        ln for ln in check.stdout.splitlines()
+        if ln.strip() and canonicalize_name(ln.split()[0]) not in as_in_image]
     if unexplained:
         problems.append("pip check: " + "; ".join(unexplained))
     if problems:
         raise Changed("\n".join(problems))
-    record = {"tag": args.tag, "python": python_version, "pinned": pins,
-              "from_registry": {k: now.get(k, "?") for k in registry},
-              "as_in_image": res.as_in_image, "pip_check": check.stdout.strip(),
+    record = {"tag": args.tag, "python": ".".join(
+                  subprocess.run([vpy, "-c", "import sys; print(sys.version.split()[0])"],
+                                 capture_output=True, text=True).stdout.split(".")[:2]),
+              "pinned": pins, "from_registry": {k: now.get(k, "?") for k in registry},
+              "as_in_image": as_in_image, "pip_check": check.stdout.strip(),
               "packages_file": str(args.packages)}
-    marker.write_text(json.dumps(record, indent=2))
+    (venv / "pangeo-env.json").write_text(json.dumps(record, indent=2))
     return record
 
 
@@ -479,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="rhcloud extras to install, comma-separated ('' for none)")
     ap.add_argument("--check-only", action="store_true",
                     help="resolve only (no virtualenv): would rhcloud change the image?")
+    ap.add_argument("--verify-only", action="store_true",
+                    help="step 4 alone, on an environment this script built (--venv)")
     ap.add_argument("--pin", action="append", default=[], metavar="NAME==VERSION",
                     help="replace the image's version of a package")
     args = ap.parse_args(argv)
@@ -516,7 +546,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"image's versions, {len(got) - len(same) - len(other)} not in the image"
                   + (f", not at the image's version: {', '.join(other)}" if other else ""))
             return 0
-        record = build(args, image, python_version, reqs, pins, registry, constraints)
+        if args.verify_only:
+            record = verify_env(args, Path(args.venv).resolve(), image, pins, registry)
+        else:
+            record = build(args, image, python_version, reqs, pins, registry, constraints)
     except Changed as exc:
         print(f"[pangeo-env] FAILED for pangeo-notebook:{args.tag}:\n{exc}", file=sys.stderr)
         return 1
