@@ -14,9 +14,9 @@ opened store, lazy period mean, fx attached; everything before data is read on a
 The cluster is replaced by a stub whose "computation" returns at once, so that only the open
 phase is on the clock (it ends when collect reports "opened N of N stores"). gcsfs' instance
 cache is cleared before every measurement (no listing or session reuse across them); repeats
-alternate the order. The emulator answers one request at a time, so
-requests × its service time is a floor under the concurrent time that a real bucket does not
-have; the report gives the request counts to judge it.
+alternate the order. The store is fake-gcs-server (``rhcloud.testing.emulator``), which
+serves requests concurrently, seeded from the world's directory; the report gives the
+request counts and the latency floor (requests × latency / threads) to judge the result.
 
 Run: ``python benchmarks/bench_open.py [--repeat 3] [--latency-ms 50] [--json out.json]``.
 """

@@ -4,7 +4,7 @@ Model: ``y = b0 + sum_l a_l [factor == l] + sum_j f_j(x_j) + e``, ``e ~ N(0, sig
 with ``C`` one of nlme's correlation structures (:mod:`rhcloud.drivers.correlation`).
 
 Smooths: cubic B-splines with equally spaced knots and a second-order difference penalty
-(P-splines; pygam's ``b_spline_basis`` and ``derivative`` penalty). Knots span the data
+(P-splines; basis and penalty from :mod:`rhcloud.drivers.pspline`, equal to pygam's). Knots span the data
 range widened by 0.1% on each side, which makes the basis identical to mgcv's
 ``s(x, bs = "ps", k)``. Each smooth is centred (sum over the data = 0, absorbed by QR as in
 mgcv) and split, via the eigen-decomposition of its penalty, into an unpenalized fixed part
@@ -30,14 +30,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from pygam.penalties import derivative as _pygam_derivative
-from pygam.utils import b_spline_basis
 from scipy import integrate, stats
 from scipy.linalg import lapack
 from scipy.optimize import minimize
 
 from ._blas import blas_threads, threads_for
 from .correlation import canonical, fill_correlation
+from .pspline import b_spline_basis, difference_penalty
 
 LOG2PI = math.log(2.0 * math.pi)
 
@@ -57,9 +56,7 @@ class Smooth:
 
     def basis(self, x: np.ndarray) -> np.ndarray:
         """Constrained basis at ``x`` (n x (k-1))."""
-        b = b_spline_basis(np.asarray(x, np.float64), edge_knots=np.array(self.edge),
-                           n_splines=self.n_splines, spline_order=3, sparse=False,
-                           periodic=False, verbose=False)
+        b = b_spline_basis(np.asarray(x, np.float64), self.edge, self.n_splines, order=3)
         return b @ self.zc
 
     @property
@@ -74,10 +71,8 @@ def make_smooth(name: str, x: np.ndarray, n_splines: int = 10, diff_order: int =
     lo, hi = float(x.min()), float(x.max())
     pad = 0.001 * (hi - lo)
     edge = (lo - pad, hi + pad)
-    b = b_spline_basis(x, edge_knots=np.array(edge), n_splines=n_splines, spline_order=3,
-                       sparse=False, periodic=False, verbose=False)
-    s_full = np.asarray(_pygam_derivative(n_splines, np.zeros(n_splines),
-                                          derivative=diff_order).toarray())
+    b = b_spline_basis(x, edge, n_splines, order=3)
+    s_full = difference_penalty(n_splines, diff_order)
     # sum-to-zero constraint absorbed by QR (mgcv's way): columns 2..k of Q
     cvec = b.sum(axis=0)[:, None]
     q, _ = np.linalg.qr(cvec, mode="complete")

