@@ -485,7 +485,8 @@ def write_observations(root: str | Path, seed: int = 0, scale: str = "demo") -> 
     ``{"products": [...], "npp_reference": {...}, "covariates": {...}, "truth": {...}}``:
     the config entries (DESIGN.md form) pointing at the files, and the truth (per product
     ``total_PgC_yr``: the land total on its own grid in Pg C yr-1, Σ annual flux × cell
-    area over valid cells, R = 6371 km; and how it departs from ``planted.true_rh``).
+    area × land fraction over valid cells (the coastline's for the NetCDF products, the
+    valid pixels' for Warner), R = 6371 km; and how it departs from ``planted.true_rh``).
     Also written as ``root/observations/observations.json``. Deterministic from ``seed``;
     ``scale`` is one of ``demo``, ``test``, ``full`` (see SCALES)."""
     if scale not in SCALES:
