@@ -457,7 +457,10 @@ def _gimms(out: Path, deg: float, years: tuple[int, int],
     implied = (data.astype(np.float64) * yl[:, None, None]).sum(axis=0) / yl.sum() * 1000.0
     lat_e = np.linspace(-90, 90, n_lat + 1)
     lon_e = np.linspace(-180, 180, n_lon + 1)
-    return str(path), {"total_PgC_yr": _total(implied, lat_e, lon_e), "years": list(years),
+    from rhcloud.core.grids import regular_grid
+
+    lf = land_fraction(regular_grid(n_lat, n_lon, lon0=-180.0 + deg / 2))  # as the run weights
+    return str(path), {"total_PgC_yr": _total(implied * lf, lat_e, lon_e), "years": list(years),
                        "units_in_file": "kg C m-2 yr-1", "departure": DEPARTURES["gimms"]}
 
 

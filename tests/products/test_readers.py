@@ -339,6 +339,7 @@ def test_netcdf_through_fsspec_url_and_geotiff_urls_to_gdal(obs, read_all):
 def _edit_netcdf(src: str, dst, var: str, **attrs) -> str:
     with xr.open_dataset(src, decode_times=False) as f:
         ds = f.load()
+    ds[var].encoding.pop("missing_value", None)  # the second fill value is already decoded
     ds[var].attrs.update(attrs)
     ds.to_netcdf(dst)
     return str(dst)

@@ -102,7 +102,7 @@ def test_quirk_run_past_2014_and_fx_elsewhere(collected):
     assert "piControl" in ukesm.attrs["fx_note"]
     bcc = _by_model(collected, "BCC-CSM2-MR")
     assert "areas from cell bounds" in bcc.attrs["fx_note"]
-    assert bcc["landfrac"].attrs["note"] == "from valid data cells"
+    assert bcc.attrs["landfrac_source"].startswith("coastline")
 
 
 def test_quirk_two_versions_newest_used(collected, truth):
