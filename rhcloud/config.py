@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from rhcloud.errors import RhcloudError
-from rhcloud.storage.paths import is_url
+from rhcloud.storage.paths import is_url, names_a_file
 
 PANGEO_CATALOG = "https://storage.googleapis.com/cmip6/pangeo-cmip6.json"
 
@@ -97,6 +97,32 @@ class DriversOptions:
         return (False, True) if self.nugget else (False,)
 
 
+EVALUATION_WEIGHTS = ("cell", "area")
+
+
+@dataclass
+class EvaluationOptions:
+    """``evaluation:`` — the cells and weights of Table 1, the residual fields and the
+    drivers' cells. ``min_landfrac``: the least land fraction of a reference cell (the
+    coastline's on the reference grid) to be evaluated, in [0, 1); ``weights``: ``cell``
+    (each cell counts once, the paper's) or ``area`` (cell area × land fraction). Totals and
+    the conservation check stay over all land."""
+
+    min_landfrac: float = 0.5
+    weights: str = "cell"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_landfrac, bool) or not isinstance(self.min_landfrac,
+                                                                 int | float) \
+                or not 0.0 <= float(self.min_landfrac) < 1.0:
+            raise ConfigError(f"evaluation.min_landfrac: expected a number in [0, 1), got "
+                              f"{self.min_landfrac!r}")
+        self.min_landfrac = float(self.min_landfrac)
+        if self.weights not in EVALUATION_WEIGHTS:
+            raise ConfigError(f"evaluation.weights: expected one of "
+                              f"{list(EVALUATION_WEIGHTS)}, got {self.weights!r}")
+
+
 CLUSTER_KINDS = ("local", "address", "gateway")
 
 
@@ -173,6 +199,7 @@ class Config:
     npp_reference: dict[str, Any] | None = None
     covariates: dict[str, dict[str, Any]] = field(default_factory=dict)
     drivers: DriversOptions = field(default_factory=DriversOptions)
+    evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
     output: str = "./rhcloud-output"
     # writing to your own bucket usually needs other credentials than reading Pangeo (anon)
@@ -213,6 +240,7 @@ class Config:
             raise ConfigError(f"open_concurrency and in_flight: must be at least 1, got "
                               f"{self.open_concurrency} and {self.in_flight}")
         self.drivers = _section(DriversOptions, "drivers", self.drivers)
+        self.evaluation = _section(EvaluationOptions, "evaluation", self.evaluation)
         self.cluster = _section(ClusterOptions, "cluster", self.cluster)
         if not isinstance(self.products, list):
             raise ConfigError(f"products: expected a list of entries, got {self.products!r}")
@@ -286,8 +314,12 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     """Relative file paths of products, NPP reference and covariates are taken relative to
     the config file, as the catalog's is."""
     def entry(e: Any) -> Any:
-        return {**e, "path": _resolve(e["path"], base_dir)} if isinstance(e, dict) \
-            and "path" in e else e
+        if not isinstance(e, dict):
+            return e
+        out = {**e, "path": _resolve(e["path"], base_dir)} if "path" in e else dict(e)
+        if isinstance(e.get("landfrac"), str) and names_a_file(e["landfrac"]):
+            out["landfrac"] = _resolve(e["landfrac"], base_dir)
+        return out
 
     if isinstance(data.get("products"), list):
         data["products"] = [entry(e) for e in data["products"]]

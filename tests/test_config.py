@@ -11,6 +11,7 @@ from rhcloud.config import (
     Config,
     ConfigError,
     DriversOptions,
+    EvaluationOptions,
     config_from_dict,
     load_config,
 )
@@ -26,6 +27,13 @@ def test_defaults_are_the_papers():
                                     "rational"]
     assert c.drivers.nuggets == (False, True) and c.drivers.residuals == ["median", "mean"]
     assert c.cluster == ClusterOptions() and c.cluster.kind == "local"
+    assert c.evaluation == EvaluationOptions(min_landfrac=0.5, weights="cell")
+
+
+def test_evaluation_section_typed():
+    c = config_from_dict({"evaluation": {"min_landfrac": 0, "weights": "area"}})
+    assert isinstance(c.evaluation, EvaluationOptions)
+    assert c.evaluation.min_landfrac == 0.0 and c.evaluation.weights == "area"
 
 
 def test_design_keys_accepted_and_typed():
@@ -63,6 +71,14 @@ def test_design_keys_accepted_and_typed():
     ({"period": [2010, 1990]}, "last year 1990 is before first year 2010"),
     ({"members": "some"}, "members:"),
     ({"variables": ["gpp"]}, "variables:"),
+    ({"evaluation": {"min_landfrac": 1.0}}, "evaluation.min_landfrac: expected a number in "
+                                            "[0, 1), got 1.0"),
+    ({"evaluation": {"min_landfrac": -0.1}}, "evaluation.min_landfrac"),
+    ({"evaluation": {"min_landfrac": "half"}}, "evaluation.min_landfrac"),
+    ({"evaluation": {"weights": "pixel"}}, "evaluation.weights: expected one of ['cell', "
+                                           "'area'], got 'pixel'"),
+    ({"evaluation": {"min_land_frac": 0.3}}, "evaluation: unknown keys 'min_land_frac' (did "
+                                             "you mean 'min_landfrac'?)"),
 ])
 def test_bad_keys_and_values_are_named(data, message):
     with pytest.raises(ConfigError) as err:

@@ -407,5 +407,8 @@ def conservation_check(name: str, member_id: str, flux: xr.DataArray,
 
 def conservation_table(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """The ``tables/regrid_conservation.csv`` frame: the output contract's columns, then
-    ``variable_id`` (a model has an rh and an npp row; empty for observation files)."""
-    return pd.DataFrame(list(rows), columns=[*CONSERVATION_COLUMNS, "variable_id"])
+    ``variable_id`` (a model has an rh and an npp row; empty for observation files) and
+    ``ice_sheet_missing_share`` (the share of the land area a model leaves missing over the
+    ice sheets, counted as no flux; empty for observation files)."""
+    return pd.DataFrame(list(rows), columns=[*CONSERVATION_COLUMNS, "variable_id",
+                                             "ice_sheet_missing_share"])

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from rhcloud.core.landmask import coastline_landfrac
 from rhcloud.products import io
 from rhcloud.products.units import (
     ProductError,
@@ -23,6 +24,7 @@ from rhcloud.products.units import (
     soc_factor,
     temperature_offset,
 )
+from rhcloud.storage.paths import names_a_file
 
 FLUX_UNITS = "g m-2 yr-1"
 FLUX_ATTRS = {"units": FLUX_UNITS, "long_name": "annual carbon flux (mass of carbon)",
@@ -46,6 +48,8 @@ CITATIONS = {
     "gimms": "Smith, W. K., et al. (2016): Large divergence of satellite and Earth system "
              "model estimates of global terrestrial CO2 fertilization. Nature Climate Change "
              "6, 306-310, doi:10.1038/nclimate2879 (MODIS-GIMMS NPP)",
+    "hwsd": "FAO/IIASA/ISRIC/ISSCAS/JRC (2012): Harmonized World Soil Database (version "
+            "1.2). FAO, Rome, and IIASA, Laxenburg",
     "glim": "Hartmann, J., Moosdorf, N. (2012): The new global lithological map database "
             "GLiM. Geochem. Geophys. Geosyst. 13, Q12004, doi:10.1029/2012GC004370",
 }
@@ -147,26 +151,63 @@ def _netcdf_flux(entry: dict, storage_options: dict | None, reader: str,
     units = _file_units(ds[var], entry, path, None)
     period = tuple(entry["period"]) if entry.get("period") else None
     flux, tnotes = annual_flux(da, ds, units, path, period)
-    landfrac = _landfrac(ds, flux, path, entry, grid)
+    landfrac = _landfrac(ds, flux, path, entry, grid, storage_options)
     attrs = io.attrs_for(entry, path, CITATIONS.get(reader, entry.get("citation", "")),
                          FLUX_UNITS, f"{notes} Source units {units!r} converted to "
                          f"{FLUX_UNITS}.", source_units=units, variable=var,
+                         landfrac_source=landfrac.attrs["source"],
                          **{k: v for k, v in tnotes.items()})
     return io.assemble("flux", flux.astype(np.float64), landfrac, grid, attrs, FLUX_ATTRS)
 
 
 def _landfrac(ds: xr.Dataset, field: xr.DataArray, path: str, entry: dict,
-              grid: xr.Dataset) -> xr.DataArray:
-    """Land fraction of a product: a land-fraction variable named by ``entry['landfrac']``
-    (0..1, or % when its units say so) where valid, else 1 where the field is valid."""
+              grid: xr.Dataset, storage_options: dict | None = None) -> xr.DataArray:
+    """Land fraction of a product where it has data: ``entry['landfrac']`` names a file
+    (its land-fraction variable, on the product's own grid, else ProductError naming the
+    file) or a variable of the product's file (0..1, or % when its units say so); without
+    it, the real coastline on the product's grid (``rhcloud.core.landmask``).
+    ``attrs['source']`` says which."""
     valid = field.notnull().astype(np.float64)
     name = entry.get("landfrac")
     if not name:
-        return valid
-    _expect_variable(ds, name, path)
-    lf, _ = io.netcdf_grid(ds, name, path, name="landfrac")
+        lf = coastline_landfrac(grid)
+        return (lf * valid).assign_attrs(source=lf.attrs["source"])
+    if names_a_file(name):
+        lf, source = _landfrac_file(str(name), path, grid, storage_options), f"file {name}"
+    else:
+        _expect_variable(ds, name, path)
+        lf, _ = io.netcdf_grid(ds, name, path, name="landfrac")
+        source = f"variable {name!r} of the file"
     scale = 0.01 if str(lf.attrs.get("units", "")).strip() == "%" else 1.0
-    return (lf.fillna(0.0) * scale).clip(0.0, 1.0) * valid
+    return ((lf.fillna(0.0) * scale).clip(0.0, 1.0) * valid).assign_attrs(source=source)
+
+
+LANDFRAC_VARIABLES = ("landfrac", "sftlf", "land_fraction", "lsm", "landmask", "mask")
+
+
+def _landfrac_file(lf_path: str, product_path: str, grid: xr.Dataset,
+                   storage_options: dict | None) -> xr.DataArray:
+    """The land fraction in ``lf_path`` (a variable named like one of
+    :data:`LANDFRAC_VARIABLES`, or its only 2-D variable) on ``grid`` — the product's."""
+    lf_ds = io.open_netcdf(lf_path, storage_options)
+    names = [v for v in LANDFRAC_VARIABLES if v in lf_ds.data_vars] or \
+        [str(v) for v in lf_ds.data_vars if lf_ds[v].ndim == 2]
+    if len(names) < 1:
+        raise ProductError(f"{lf_path}: no land-fraction variable (looked for "
+                           f"{list(LANDFRAC_VARIABLES)} or a single 2-D variable)")
+    lf, lf_grid = io.netcdf_grid(lf_ds, names[0], lf_path, name="landfrac")
+    if "time" in lf.dims:
+        lf = lf.isel(time=0, drop=True)
+    same = lf_grid.sizes == grid.sizes and \
+        np.allclose(lf_grid["lat"], grid["lat"], atol=1e-4) and \
+        np.allclose(lf_grid["lon"], grid["lon"], atol=1e-4)
+    if not same:
+        raise ProductError(
+            f"{lf_path}: land fraction grid ({lf_grid.sizes['lat']} x "
+            f"{lf_grid.sizes['lon']}) does not match the grid of {product_path} "
+            f"({grid.sizes['lat']} x {grid.sizes['lon']}); the 'landfrac' file must be on the "
+            "product's own grid")
+    return lf.load()
 
 
 def read_hashimoto(entry: dict, storage_options: dict | None = None) -> xr.Dataset:
@@ -289,6 +330,27 @@ def read_gswp3(entry: dict, storage_options: dict | None = None) -> xr.Dataset:
                        {"units": out_units, "long_name": long_name})
 
 
+def read_hwsd(entry: dict, storage_options: dict | None = None) -> xr.Dataset:
+    """A soil organic carbon stock NetCDF (the Harmonized World Soil Database's ``soilc``,
+    kg m-2, by default) → g C m-2 (``rhcloud.products.units.SOC_STOCK_UNITS``: ``Kg/m2``
+    and the other spellings). Every fill value the file declares (``_FillValue`` and
+    ``missing_value``, several of them) reads as missing."""
+    path = _path(entry)
+    ds = io.open_netcdf(path, storage_options)
+    var = entry.get("variable", "soilc")
+    _expect_variable(ds, var, path)
+    da, grid = io.netcdf_grid(ds, var, path, name=entry.get("name", "hwsd"))
+    units = _file_units(ds[var], entry, path, None)
+    field = da.mean("time") if "time" in da.dims else da
+    value = field.astype(np.float64) * soc_factor(units, where=f"{path}: variable {var!r}") \
+        * float(entry.get("scale_factor", 1.0))
+    attrs = io.attrs_for(entry, path, CITATIONS["hwsd"], "g m-2",
+                         f"HWSD soil organic carbon stock ({units}) -> g m-2.",
+                         source_units=units, variable=var)
+    return io.assemble("value", value, value.notnull().astype(np.float64), grid, attrs,
+                       {"units": "g m-2", "long_name": "soil organic carbon stock"})
+
+
 # --------------------------------------------------------------------------------------
 # GeoTIFF products
 # --------------------------------------------------------------------------------------
@@ -374,6 +436,7 @@ def _geotiff(entry: dict, storage_options: dict | None, reader: str, *, kind: st
         f"{notes} Source units {units!r} x {factor:g} -> {out_units}; area-weighted "
         f"{k}x{k}-pixel block average (lazy, per chunk).",
         source_units=units, block_factor=k,
+        landfrac_source="valid pixels of the raster (block average)",
         native_resolution_deg=abs(float(first["x"][1] - first["x"][0])))
     return io.assemble(kind, value, landfrac, grid, attrs, var_attrs)
 

@@ -25,7 +25,8 @@ from rhcloud.errors import RhcloudError
 from rhcloud.storage.paths import is_remote
 
 KEY = ["source_id", "experiment_id", "member_id", "table_id", "variable_id", "grid_label"]
-FX_VARIABLES = ("areacella", "sftlf")
+FX_VARIABLES = ("areacella", "sftlf", "sftgif")
+"""fx matched to each dataset; ``sftgif`` (land ice, %) is optional and unnoted when absent."""
 _MEMBER = re.compile(r"^r(\d+)i(\d+)p(\d+)f(\d+)$")
 _VERSION_IN_PATH = re.compile(r"/v(\d{8})/?$")
 
@@ -155,7 +156,8 @@ def _fx_rank(fx: pd.DataFrame, experiment: str, member: str) -> pd.Series:
 
 
 def match_fx(selected: pd.DataFrame, catalog_df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``areacella_zstore``, ``sftlf_zstore`` and ``fx_note`` to each selected row."""
+    """Add ``areacella_zstore``, ``sftlf_zstore``, ``sftgif_zstore`` and ``fx_note`` to each
+    selected row."""
     fx_all = with_versions(catalog_df[catalog_df["variable_id"].isin(FX_VARIABLES)])
     out = selected.copy()
     notes = []
@@ -168,8 +170,10 @@ def match_fx(selected: pd.DataFrame, catalog_df: pd.DataFrame) -> pd.DataFrame:
                           & (fx_all["source_id"] == row["source_id"])
                           & (fx_all["grid_label"] == row["grid_label"])]
             if cand.empty:
+                if var == "sftgif":  # few models publish it: the land-ice mask stands in
+                    continue
                 note.append("no areacella: areas from cell bounds" if var == "areacella"
-                            else "no sftlf: land fraction from the data's valid cells")
+                            else "no sftlf: land fraction from the coastline")
                 continue
             cand = cand.assign(_r=_fx_rank(cand, row["experiment_id"], row["member_id"]),
                                _v=cand["version"])

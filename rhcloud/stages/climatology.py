@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from rhcloud.config import Config
 from rhcloud.core.conservative import land_total
 from rhcloud.core.coords import sorted_on_grid
+from rhcloud.core.landmask import coastline_landfrac, ice_sheet_fraction
 from rhcloud.core.timeaxis import PeriodError, period_mean
 from rhcloud.core.units import UnitsError
 from rhcloud.errors import DatasetError, Exclusion, reason_of
@@ -72,7 +73,9 @@ def lazy_climatology(opened: Opened, period: tuple[int, int]) -> xr.Dataset:
         out["flux"] = out["flux"].where(opened.landfrac > 0)  # ocean stored as 0 (CanESM5) → NaN
     out["area"] = opened.area.assign_attrs(units="m2")
     if opened.landfrac is not None:
-        out["landfrac"] = opened.landfrac.assign_attrs(units="1")
+        out["landfrac"] = opened.landfrac.assign_attrs(units="1", source="sftlf")
+    if opened.icefrac is not None:
+        out["icefrac"] = opened.icefrac.assign_attrs(units="1", source="sftgif")
     notes = [] if opened.time_bnds is not None else ["no time_bnds: month lengths from the "
                                                      "calendar"]
     out.attrs.update(opened.attrs)
@@ -90,7 +93,14 @@ def prepare(row: pd.Series | dict, inputs: Inputs) -> xr.Dataset:
 
 
 def check_values(clim: xr.Dataset) -> None:
-    """Refuse a computed climatology whose values cannot be right (names the store)."""
+    """Refuse a computed climatology whose values cannot be right (names the store).
+
+    Land left missing (NaN where the land fraction is positive) is split in two: ice-sheet
+    land (cells with land ice, from ``icefrac``: sftgif or the land-ice mask of
+    ``rhcloud.core.landmask``) counts as no flux, is set to 0 and its share of the land
+    area recorded (``ice_sheet_missing_share``); missing land elsewhere over more than
+    ``MAX_NAN_LAND_SHARE`` of the land area excludes the dataset. Negative fluxes over land
+    are kept and noted."""
     zstore = clim.attrs.get("zstore", "?")
     f = np.asarray(clim["flux"].values)
     if np.isinf(f).any():
@@ -103,28 +113,61 @@ def check_values(clim: xr.Dataset) -> None:
         raise DatasetError(zstore, f"{int(big.sum())} cells exceed {MAX_PLAUSIBLE_G_M2_YR:g} "
                                    "g m-2 yr-1 (undeclared fill values or wrong units), max "
                                    f"{np.abs(finite).max():.3g}")
-    if "landfrac" in clim:
-        w = (clim["area"] * clim["landfrac"]).values
-        nan_land = np.isnan(f) & (w > 0)
+    notes = [clim.attrs.get("notes", "")]
+    w = (clim["area"] * clim["landfrac"]).values
+    nan_land = np.isnan(f) & (w > 0)
+    ice_share = 0.0
+    if nan_land.any():
+        ice = nan_land & (_icefrac(clim) > 0)
+        ice_share = float(w[ice].sum() / w.sum())
+        nan_land &= ~ice
         share = w[nan_land].sum() / w.sum()
         if share > MAX_NAN_LAND_SHARE:
             raise DatasetError(zstore, f"{share:.1%} of the land area is missing (NaN) "
-                                       f"in {int(nan_land.sum())} cells")
+                                       f"in {int(nan_land.sum())} cells outside the ice sheets"
+                               + (f" (ice-sheet land missing besides: {ice_share:.1%})"
+                                  if ice.any() else ""))
+        if ice.any():  # no soil under an ice sheet: no flux
+            clim["flux"] = clim["flux"].copy(data=np.where(ice, 0.0, f))
+            notes.append(f"ice-sheet land left missing in {int(ice.sum())} cells "
+                         f"({ice_share:.2%} of land area): counted as no flux")
         if nan_land.any():
-            clim.attrs["notes"] = "; ".join(filter(None, [
-                clim.attrs.get("notes"), f"{int(nan_land.sum())} land cells missing "
-                                         f"({share:.2%} of land area)"]))
+            notes.append(f"{int(nan_land.sum())} land cells missing ({share:.2%} of land "
+                         "area)")
+    negative = (f < 0) & (w > 0)
+    if negative.any():
+        notes.append(f"{int(negative.sum())} land cells with negative flux (min "
+                     f"{np.nanmin(f[negative]):.3g} g m-2 yr-1), kept")
+    clim.attrs["ice_sheet_missing_share"] = ice_share
+    clim.attrs["notes"] = "; ".join(filter(None, notes))
+
+
+def _icefrac(clim: xr.Dataset) -> np.ndarray:
+    """Land-ice fraction of each cell: the dataset's sftgif, else the land-ice mask."""
+    if "icefrac" in clim:
+        return np.asarray(clim["icefrac"].values)
+    return ice_sheet_fraction(clim[["lat_bnds", "lon_bnds"]])
 
 
 def finish(clim: xr.Dataset) -> xr.Dataset:
     """Checks and the land fraction fallback once the flux is computed."""
     if "landfrac" not in clim:
-        valid = np.isfinite(clim["flux"].values).astype(float)
-        clim["landfrac"] = xr.DataArray(valid, dims=("lat", "lon"),
-                                        attrs={"units": "1", "note": "from valid data cells"})
+        clim["landfrac"] = fallback_landfrac(clim)
+    clim.attrs["landfrac_source"] = clim["landfrac"].attrs.get("source", "")
     check_values(clim)
     clim.attrs["land_total_PgC_yr"] = land_total(clim["flux"], clim["landfrac"], clim["area"])
     return clim
+
+
+def fallback_landfrac(clim: xr.Dataset) -> xr.DataArray:
+    """The land fraction of a dataset without sftlf: the real coastline on its grid
+    (``rhcloud.core.landmask``), 0 where the model has no data and the coastline gives
+    less than half land (the model's own coast), so that only land the model means to
+    cover can count as missing."""
+    lf = coastline_landfrac(clim[["lat_bnds", "lon_bnds"]])
+    missing = np.isnan(np.asarray(clim["flux"].values))
+    values = np.where(missing & (lf.values < 0.5), 0.0, lf.values)
+    return lf.copy(data=values)
 
 
 def _value(ds: xr.Dataset, future) -> xr.Dataset | BaseException:

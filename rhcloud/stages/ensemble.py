@@ -10,7 +10,9 @@ what the later stages read of them, computed once and stored in ``results.zarr``
 - ``rh_zonal`` (model, lat) and ``rh_zonal_quantile`` (quantile: 0.25, 0.5, 0.75), and
   ``obs_zonal`` (product, lat): zonal means with oceans counted as zero;
 - ``obs_product_difference`` (pair, lat, lon): each pair of products;
-- ``landfrac``: the reference grid's land fraction (the largest over the rh datasets).
+- ``landfrac``: the reference grid's land fraction (the largest over the rh datasets);
+  ``reference_landfrac``: the real coastline's on the reference grid
+  (``rhcloud.core.landmask``), which selects the evaluated cells (``evaluation:``).
 
 Fluxes in g C m-2 yr-1, land fractions 0..1. The table rows of model aggregates (member
 means of totals and metrics, ``member_id`` 'ensemble') are made here too.
@@ -24,6 +26,7 @@ import xarray as xr
 from rhcloud._version import __version__
 from rhcloud.config import Config
 from rhcloud.core import grids
+from rhcloud.core.landmask import coastline_landfrac
 from rhcloud.core.metrics import member_mean, obs_median_mad, zonal_mean
 from rhcloud.core.stack import align_stacks, present, stack_fields
 from rhcloud.stages.regrid import Observations
@@ -40,6 +43,8 @@ def reference_fields(fields: list[xr.Dataset], config: Config,
     stacked = align_stacks([stack_fields(fields, v) for v in config.variables])
     results = xr.merge([stacked, reference[["lat_bnds", "lon_bnds"]]], compat="override")
     results["cell_area"] = grids.cell_area(reference)
+    results["reference_landfrac"] = coastline_landfrac(reference).assign_attrs(
+        long_name="land fraction of the reference grid from the real coastline")
     results.attrs = {"reference_grid": config.reference_grid,
                      "period": f"{config.period[0]}-{config.period[1]}",
                      "rhcloud_version": __version__}
@@ -109,6 +114,10 @@ def model_total_rows(totals: pd.DataFrame, variable: str = "rh") -> pd.DataFrame
     rows = totals[(totals["kind"] == "model") & (totals["variable_id"] == variable)]
     ens = rows.groupby("name", as_index=False)["total_PgC_yr"].mean()
     ens = ens.assign(kind="model", member_id="ensemble", variable_id=variable)
+    if "landfrac_source" in rows:  # the members' sources (one, unless their fx differ)
+        sources = rows.groupby("name")["landfrac_source"].agg(
+            lambda x: "; ".join(dict.fromkeys(x)))
+        ens["landfrac_source"] = ens["name"].map(sources)
     return pd.concat([rows, ens[rows.columns]], ignore_index=True)
 
 
@@ -118,7 +127,8 @@ def member_mean_rows(metrics: pd.DataFrame, totals: pd.DataFrame) -> pd.DataFram
     rh = totals[(totals["kind"] == "model") & (totals["variable_id"] == "rh")]
     metrics = metrics.merge(rh.rename(columns={"name": "source_id"})[
         ["source_id", "member_id", "total_PgC_yr"]], on=["source_id", "member_id"], how="left")
-    cols = ["n_within_mad", "rmse", "r2", "bias", "total_PgC_yr"]
+    cols = [c for c in ("n_cells", "n_within_mad", "rmse", "r2", "bias", "total_PgC_yr")
+            if c in metrics]
     g = metrics.groupby("source_id")[cols]
     ens = g.mean().reset_index().assign(member_id="ensemble")
     sd = g.std(ddof=1).add_suffix("_member_sd").reset_index()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from rhcloud.config import Config
+from rhcloud.config import Config, EvaluationOptions
 from rhcloud.core import metrics as M
 from rhcloud.core.sites import site_metrics
 from rhcloud.core.stack import present
@@ -31,7 +31,8 @@ from rhcloud.stages.climatology import Collected
 from rhcloud.stages.ensemble import member_mean_rows, model_total_rows
 from rhcloud.stages.regrid import Observations
 
-METRIC_COLUMNS = ["source_id", "member_id", "n_within_mad", "rmse", "r2", "total_PgC_yr"]
+METRIC_COLUMNS = ["source_id", "member_id", "n_within_mad", "rmse", "r2", "total_PgC_yr",
+                  "n_cells"]
 FLUX = "g m-2 yr-1"
 
 
@@ -44,13 +45,18 @@ class Evaluation:
     skipped: list[str] = field(default_factory=list)  # what was skipped and why
 
 
+TOTALS_COLUMNS = ["kind", "name", "member_id", "total_PgC_yr", "variable_id", "landfrac_source"]
+
+
 def totals_table(collected: Collected) -> pd.DataFrame:
-    """One row per dataset: kind, name, member_id, variable, total (Pg C yr-1)."""
+    """One row per dataset: kind, name, member_id, variable, total (Pg C yr-1) and the land
+    fraction it was weighted with (``sftlf`` or the coastline)."""
     rows = [{"kind": "model", "name": d["source_id"], "member_id": d["member_id"],
-             "variable_id": d["variable_id"], "total_PgC_yr": d["land_total_PgC_yr"]}
+             "variable_id": d["variable_id"], "total_PgC_yr": d["land_total_PgC_yr"],
+             "landfrac_source": d.get("landfrac_source", "")}
             for d in collected.datasets]
-    # the contract's columns first; variable_id added after them (rh and npp totals)
-    cols = ["kind", "name", "member_id", "total_PgC_yr", "variable_id"]
+    # the contract's columns first; variable_id and landfrac_source added after them
+    cols = TOTALS_COLUMNS
     df = pd.DataFrame(rows, columns=cols)
     return df.sort_values(["variable_id", "name", "member_id"]).reset_index(drop=True)
 
@@ -86,9 +92,24 @@ def ordered_metrics(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[METRIC_COLUMNS + rest]
 
 
+def evaluated_cells(results: xr.Dataset, options: EvaluationOptions) -> xr.DataArray:
+    """Per reference cell, the weight it has in Table 1 (NaN: not evaluated): cells whose
+    land fraction (``reference_landfrac``, the coastline's) is at least
+    ``options.min_landfrac``, each weighted 1 (``cell``) or by cell area × land fraction
+    (``area``)."""
+    lf = results["reference_landfrac"]
+    keep = (lf >= options.min_landfrac) & (lf > 0)
+    w = results["cell_area"] * lf if options.weights == "area" else xr.ones_like(lf)
+    return w.where(keep).rename("evaluation_weight").assign_attrs(
+        long_name=f"Table 1 weight ({options.weights}) over cells with land fraction >= "
+                  f"{options.min_landfrac:g}")
+
+
 def evaluate(config: Config, results: xr.Dataset, collected: Collected,
              obs: Observations) -> Evaluation:
-    """The evaluate stage over the ensemble stage's ``results``."""
+    """The evaluate stage over the ensemble stage's ``results``. Table 1 and the residual
+    fields cover the cells of :func:`evaluated_cells` (``config.evaluation``); the totals
+    every cell with land."""
     per_member = config.drivers.per_member
     totals = totals_table(collected)
     fields = xr.Dataset()
@@ -99,7 +120,9 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
     if prods:
         product_totals = pd.DataFrame([
             {"kind": "product", "name": n, "member_id": "", "variable_id": "rh",
-             "total_PgC_yr": ds.attrs["native_total"]} for n, ds in prods.items()])
+             "total_PgC_yr": ds.attrs["native_total"],
+             "landfrac_source": ds.attrs.get("landfrac_source", "")}
+            for n, ds in prods.items()])
         extra_totals.append(product_totals)
         if len(prods) < 3:
             skipped.append(f"only {len(prods)} product(s): median and MAD are over fewer than "
@@ -107,8 +130,12 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
     else:
         skipped.append("no observation product: Table 1 and residuals skipped")
     if prods and "rh" in results:
-        med, mad = results["obs_median"], results["obs_mad"]
-        metrics = member_mean_rows(M.model_metrics(present(results, "rh"), med, mad), totals)
+        weights = evaluated_cells(results, config.evaluation)
+        fields["evaluation_weight"] = weights
+        med = results["obs_median"].where(weights.notnull())
+        mad = results["obs_mad"].where(weights.notnull())
+        metrics = member_mean_rows(M.model_metrics(present(results, "rh"), med, mad,
+                                                   weights), totals)
         fields["residual"] = M.residuals(results["rh"], med).assign_attrs(
             units=FLUX)  # on every dataset (NaN where a member has no rh)
         fields["residual_member_mean"] = M.residuals(results["rh_member_mean"], med) \
@@ -122,6 +149,8 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
         if obs.npp:
             ref_field = next(iter(obs.npp.values()))["flux"]
             fields["npp_reference"] = ref_field
+            if "evaluation_weight" in fields:  # the residuals over the evaluated cells
+                ref_field = ref_field.where(fields["evaluation_weight"].notnull())
             nres = M.esm_residual(results["npp_member_mean"], ref_field)
             fields["npp_residual_median"] = nres["residual_median"]
             fields["npp_residual_mean"] = nres["residual_mean"]

@@ -87,9 +87,11 @@ def native_grid(source: xr.Dataset, zstore: str) -> xr.Dataset:
 
 def load_fx(zstore: str, variable: str, storage_options: dict[str, Any] | None,
             grid: xr.Dataset) -> xr.DataArray:
-    """Read an fx variable (``areacella`` m², ``sftlf`` %) onto ``grid``'s (lat, lon) order.
+    """Read an fx variable (``areacella`` m², ``sftlf`` or ``sftgif`` %) onto ``grid``'s
+    (lat, lon) order.
 
-    ``sftlf`` is returned as a fraction (0..1). Raises DatasetError when it does not fit."""
+    ``sftlf`` and ``sftgif`` are returned as fractions (0..1). Raises DatasetError when it
+    does not fit."""
     ds = open_store(zstore, storage_options)
     if variable not in ds:
         raise DatasetError(zstore, f"no variable {variable!r} (has {sorted(ds.data_vars)})")
@@ -101,16 +103,17 @@ def load_fx(zstore: str, variable: str, storage_options: dict[str, Any] | None,
         raise DatasetError(zstore, f"{variable} grid {da.shape} does not match the data's grid "
                                    f"{(grid.sizes['lat'], grid.sizes['lon'])}")
     values = np.asarray(da.values, dtype=float)
-    if variable == "sftlf":
+    fraction = variable in ("sftlf", "sftgif")
+    if fraction:
         units = str(ds[variable].attrs.get("units", "%")).strip()
         if units in ("%", "percent"):
             values = values / 100.0
         elif units not in ("1", "", "fraction"):
-            raise DatasetError(zstore, f"sftlf units {units!r}: expected '%' or '1'")
+            raise DatasetError(zstore, f"{variable} units {units!r}: expected '%' or '1'")
         values = np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), 0.0)
     return xr.DataArray(values, dims=("lat", "lon"),
                         coords={"lat": grid["lat"].values, "lon": grid["lon"].values},
-                        attrs={"units": "1" if variable == "sftlf" else "m2", "zstore": zstore})
+                        attrs={"units": "1" if fraction else "m2", "zstore": zstore})
 
 
 class FxCache:
@@ -142,7 +145,7 @@ def given(value: Any) -> bool:
 def provenance(row: pd.Series | dict) -> dict[str, str]:
     """The attributes that identify a dataset everywhere (logs, caches, reports)."""
     keys = ("zstore", "version", "source_id", "member_id", "variable_id", "grid_label",
-            "experiment_id", "table_id", "areacella_zstore", "sftlf_zstore", "fx_note")
+            "experiment_id", "table_id", "areacella_zstore", "sftlf_zstore", "sftgif_zstore", "fx_note")
     return {k: str(row.get(k)) if given(row.get(k)) else "" for k in keys}
 
 
@@ -150,8 +153,9 @@ def provenance(row: pd.Series | dict) -> dict[str, str]:
 class Opened:
     """One dataset, opened lazily: its monthly ``flux`` (native units, ``lat``/``lon`` axes
     in the store's order), ``time_bnds`` (None: month lengths from the calendar), the
-    ``grid`` it is on, its cell ``area`` (m²) and ``landfrac`` (0..1; None without sftlf)
-    on that grid, and its provenance ``attrs``."""
+    ``grid`` it is on, its cell ``area`` (m²), ``landfrac`` (0..1; None without sftlf) and
+    ``icefrac`` (land ice, 0..1; None without sftgif) on that grid, and its provenance
+    ``attrs``."""
 
     flux: xr.DataArray
     time_bnds: xr.DataArray | None
@@ -159,6 +163,7 @@ class Opened:
     area: xr.DataArray
     landfrac: xr.DataArray | None
     attrs: dict[str, str]
+    icefrac: xr.DataArray | None = None
 
     @property
     def zstore(self) -> str:
@@ -184,8 +189,10 @@ def open_dataset(row: pd.Series | dict, config: Config, fx: FxCache,
         area = grids.cell_area(bounds)
     landfrac = fx.get(str(row["sftlf_zstore"]), "sftlf", bounds) \
         if given(row.get("sftlf_zstore")) else None
+    icefrac = fx.get(str(row["sftgif_zstore"]), "sftgif", bounds) \
+        if given(row.get("sftgif_zstore")) else None
     return Opened(ds[variable], time_bounds(ds) if "time" in ds.variables else None, grid,
-                  area, landfrac, provenance(row))
+                  area, landfrac, provenance(row), icefrac)
 
 
 @dataclass

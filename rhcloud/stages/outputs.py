@@ -122,11 +122,21 @@ def write_outputs(result: RunResult, out: Path) -> None:
         "config": redact(result.config.to_dict()),
         "catalog_rows": result.selection.astype(str).to_dict(orient="records"),
         "datasets": result.collected.datasets,
+        "products": _product_rows(result.tables.get("global_totals")),
         "excluded": [e.to_dict() for e in result.exclusions],
         "skipped": result.skipped,
         "timings_s": result.timings,
     }
     (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+
+
+def _product_rows(totals: pd.DataFrame | None) -> list[dict]:
+    """Each product's total and the land fraction it was weighted with."""
+    if totals is None or "kind" not in totals:
+        return []
+    rows = totals[totals["kind"] == "product"]
+    return rows[[c for c in ("name", "total_PgC_yr", "landfrac_source") if c in rows]] \
+        .to_dict(orient="records")
 
 
 def open_results(config: Config) -> xr.Dataset:

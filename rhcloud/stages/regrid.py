@@ -84,6 +84,7 @@ def to_reference(ds: xr.Dataset, reference: xr.Dataset, *, min_landfrac: float =
         attrs.get("source_id") or attrs.get("name") or attrs.get("reader", "?"),
         attrs.get("member_id", "observation"), ds[name], ds["landfrac"], src, out, reference)
     row["variable_id"] = attrs.get("variable_id", "")
+    row["ice_sheet_missing_share"] = float(attrs.get("ice_sheet_missing_share", np.nan))
     out.attrs = dict(attrs)
     if name != "flux":
         out = out.rename({"flux": name}).drop_vars("flux_dropped")

@@ -26,7 +26,7 @@ import xarray as xr
 
 from rhcloud.storage.paths import storage_options_for
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: ice-sheet land as no flux, coastline land fraction without sftlf
 WRITERS = 2  # entries written at once
 MAX_PENDING = 16  # entries waiting to be written (each holds one native-grid climatology)
 log = logging.getLogger("rhcloud")
@@ -79,9 +79,11 @@ class ClimatologyCache:
         """The entry key of a dataset (and what it was made of); reads the stores' listings."""
         parts = {"format": CACHE_FORMAT, "period": list(period),
                  **{k: provenance.get(k, "") for k in ("zstore", "version", "variable_id",
-                                                       "areacella_zstore", "sftlf_zstore")}}
+                                                       "areacella_zstore", "sftlf_zstore",
+                                                       "sftgif_zstore")}}
         parts["fingerprints"] = {k: self._fingerprint(parts[k]) for k in
-                                 ("zstore", "areacella_zstore", "sftlf_zstore") if parts[k]}
+                                 ("zstore", "areacella_zstore", "sftlf_zstore",
+                                              "sftgif_zstore") if parts[k]}
         digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
         return digest, parts
 

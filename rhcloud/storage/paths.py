@@ -30,6 +30,16 @@ def is_remote(url: str | Path) -> bool:
     return is_url(url) and not str(url).startswith("file://")
 
 
+FILE_SUFFIXES = (".nc", ".nc4", ".cdf", ".h5", ".zarr", ".tif", ".tiff")
+
+
+def names_a_file(value: Any) -> bool:
+    """Whether an entry's value names a file (a URL, a path with a directory or a data
+    file's suffix) rather than a variable inside the entry's own file."""
+    text = str(value)
+    return is_url(text) or "/" in text or text.lower().endswith(FILE_SUFFIXES)
+
+
 # gcsfs sets no timeout by default (a stalled request hangs its thread for ever), and a
 # total timeout raises a TimeoutError it does not retry; a socket-read timeout it retries.
 GCS_READ_TIMEOUT_S = 60.0

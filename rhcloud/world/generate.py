@@ -23,8 +23,8 @@ import xarray as xr
 import yaml
 
 from rhcloud.core import grids
+from rhcloud.core.landmask import ice_sheet_fraction, land_fraction
 from rhcloud.world import planted
-from rhcloud.world.landmask import land_fraction
 from rhcloud.world.observations import write_observations
 from rhcloud.world.spec import MODEL_SPECS, OLD_VERSION, PAPER_MODELS, VERSION, ModelSpec
 
@@ -33,8 +33,10 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 6  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 8  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
+TINY_NEGATIVE_G_M2_YR = -0.075  # -7.5e-5 kg m-2 yr-1, as HadGEM2-ES stores over deserts
+MISSING_VALUE = np.float32(-1e20)  # the fill of a store that declares only missing_value
 
 VARIABLE_ATTRS = {
     "rh": {
@@ -177,7 +179,10 @@ def _fx_dataset(g: xr.Dataset, variable: str, values: np.ndarray, attrs: dict) -
 
 
 def _flux_dataset(g: xr.Dataset, spec: ModelSpec, variable: str, clim_g_m2_yr: np.ndarray,
-                  ocean: np.ndarray, params: WorldParams) -> xr.Dataset:
+                  ocean: np.ndarray, params: WorldParams,
+                  missing: np.ndarray | None = None) -> xr.Dataset:
+    """A monthly store of ``clim_g_m2_yr``; ``ocean`` stored as NaN (0 for an ocean-zero
+    model), ``missing`` land (ice sheets a model leaves out) as NaN."""
     y0, y1 = params.years[0], params.years[1] + spec.extra_years
     bnds, mid, _ = month_axis(spec.calendar, y0, y1)
     spy = seconds_per_year(spec.calendar, params.truth_period)
@@ -185,6 +190,8 @@ def _flux_dataset(g: xr.Dataset, spec: ModelSpec, variable: str, clim_g_m2_yr: n
     fac = monthly_factors(spec.calendar, (y0, y1), np.asarray(g.lat), params.truth_period)
     data = (fac[:, :, None] * rate[None, :, :]).astype(np.float32)
     data[:, ocean] = 0.0 if spec.ocean_zero else np.nan
+    if missing is not None:
+        data[:, missing] = np.nan
     time_attrs = {"units": TIME_UNITS, "calendar": spec.calendar, "bounds": "time_bnds",
                   "standard_name": "time", "axis": "T"}
     ds = xr.Dataset(
@@ -198,6 +205,10 @@ def _flux_dataset(g: xr.Dataset, spec: ModelSpec, variable: str, clim_g_m2_yr: n
     )
     ds[variable].encoding = {"_FillValue": FILL,
                              "chunks": (params.time_chunk, g.lat.size, g.lon.size)}
+    if spec.missing_value_only:  # the fill written as data, declared only as missing_value
+        ds[variable].values[np.isnan(data)] = MISSING_VALUE
+        ds[variable].attrs["missing_value"] = MISSING_VALUE
+        ds[variable].encoding["_FillValue"] = None
     ds["time"].encoding = {"dtype": "float64"}
     ds["time_bnds"].encoding = {"dtype": "float64"}
     return ds
@@ -210,6 +221,9 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
     sftlf = (land_fraction(g) * 100.0).astype(np.float32)
     areacella = grids.cell_area(g, radius=spec.radius_m).values.astype(np.float32)
     ocean = sftlf == 0
+    # ice-sheet land the model leaves out (sftlf says land, rh is NaN): the run's land-ice
+    # mask, as the model has no sftgif
+    ice = (ice_sheet_fraction(g) > 0) & ~ocean if spec.ice_sheets_missing else None
     lat2, lon2 = np.meshgrid(np.asarray(g.lat), np.asarray(g.lon), indexing="ij")
     members = member_labels(spec, params.n_members)
     rows: list[dict] = []
@@ -221,8 +235,8 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
         area_note = "areacella"
     else:
         area_w = grids.cell_area(g).values
-        land_w = (~ocean).astype(float)
-        area_note = "areas from bounds; land fraction from the data's valid cells"
+        land_w = land_fraction(g)  # what the run falls back to: the coastline, float64
+        area_note = "areas from bounds; land fraction from the coastline"
     base = {"activity_id": "CMIP", "institution_id": spec.institution_id,
             "source_id": spec.source_id, "grid_label": spec.grid_label,
             "dcpp_init_year": np.nan}
@@ -247,6 +261,11 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
                   "npp": truth.npp(lat2, lon2, member_index=k)}
         for f in fields.values():
             f[ocean] = 0.0
+            if ice is not None:
+                f[ice] = 0.0  # no soil, no flux: what the run counts for the missing cells
+        if spec.tiny_negative:  # land where nothing respires, stored slightly negative
+            dry = (fields["rh"] <= 0.0) & ~ocean
+            fields["rh"][dry if ice is None else dry & ~ice] = TINY_NEGATIVE_G_M2_YR
         for var in params.variables:
             clim = fields[var]
             versions = [(VERSION, 1.0)]
@@ -254,7 +273,7 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
                 versions.append((OLD_VERSION, OLD_VERSION_FACTOR))
             for version, factor in versions:
                 rel = store_path(spec, "historical", member, "Lmon", var, version)
-                ds = _flux_dataset(g, spec, var, clim * factor, ocean, params)
+                ds = _flux_dataset(g, spec, var, clim * factor, ocean, params, ice)
                 ds.attrs = _global_attrs(spec, "historical", member, "Lmon", var, version)
                 _write(ds, bucket / rel)
                 rows.append({**base, "experiment_id": "historical", "member_id": member,
@@ -400,6 +419,13 @@ def quirks_of(models: Iterable[str]) -> dict[str, list[str]]:
             q.append("rh published in two versions")
         if s.lon_180:
             q.append("longitudes in [-180, 180)")
+        if s.ice_sheets_missing:
+            q.append("ice sheets (Antarctica, Greenland) left missing while sftlf says land")
+        if s.tiny_negative:
+            q.append(f"tiny negative rh ({TINY_NEGATIVE_G_M2_YR} g m-2 yr-1) where nothing "
+                     "respires")
+        if s.missing_value_only:
+            q.append(f"fill value {float(MISSING_VALUE):g} declared only as missing_value")
         if s.variant_suffix != "i1p1f1":
             q.append(f"members r*{s.variant_suffix}")
         if q:

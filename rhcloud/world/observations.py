@@ -5,7 +5,7 @@ in the formats, resolutions (reduced for the demo), time axes and units the read
 Each product observes ``planted.true_rh`` with its own smooth regional departure and a
 little pixel noise (the real products disagree by region: Konings et al. higher in the
 tropics and lower in western North America and central Asia; Hashimoto et al. and Warner et
-al. with their own smooth departures). Land is Earth's (``landmask.is_land``). The monthly
+al. with their own smooth departures). Land is Earth's (``rhcloud.core.landmask.is_land``). The monthly
 files carry a seasonal cycle whose time-weighted mean is exactly the annual field, so the
 readers' annual climatologies reproduce it to float32 precision.
 
@@ -25,8 +25,8 @@ import cftime
 import numpy as np
 import xarray as xr
 
+from rhcloud.core.landmask import is_land, land_fraction
 from rhcloud.world import planted
-from rhcloud.world.landmask import is_land, land_fraction
 
 EARTH_RADIUS_M = 6_371_000.0
 G_PER_PG = 1e15
@@ -50,6 +50,8 @@ KONINGS_TIME_UNITS = "days since 2010-01-01 00:00:00"
 GSWP3_TIME_UNITS = "days since 1901-01-01 00:00:00"
 GIMMS_TIME_UNITS = "days since 1982-01-01 00:00:00"
 NODATA = -9999.0
+HASHIMOTO_UNITS = "gC/m2/month"  # a non-standard spelling the readers must meet
+HASHIMOTO_SOUTH = -60.0  # land south of this is NODATA, a second declared fill value
 NPP_TO_RH = 1.10  # the world's observed NPP is 1.1 x true Rh, with its own departure
 
 LITHOLOGY_CLASSES: dict[int, str] = {
@@ -60,6 +62,10 @@ LITHOLOGY_CLASSES: dict[int, str] = {
     5: "pa: acid plutonic rocks",
     6: "vb: basic volcanic rocks",
 }
+
+# Each product's overall level relative to the truth (its departure's mean aside): the
+# products' totals span about the paper's 43-51 Pg C yr-1 (Hashimoto lowest, Konings highest).
+PRODUCT_LEVELS = {"warner2019": 1.0, "hashimoto2015": 0.975, "konings2019": 1.14}
 
 DEPARTURES = {
     "warner2019": "(1 + 0.12 exp(-((lat-62)/10)^2) - 0.08 exp(-((|lat|-25)/8)^2)): higher in "
@@ -231,7 +237,7 @@ def _warner(out: Path, deg: float, rng: np.random.Generator) -> tuple[list[str],
     lat, lon, lat_e, lon_e = _raster_axes(deg)
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     land = is_land(la, lo)
-    base = planted.true_rh(la, lo) * warner_departure(la, lo)
+    base = planted.true_rh(la, lo) * warner_departure(la, lo) * PRODUCT_LEVELS["warner2019"]
     paths, maps = [], []
     for label, factor in (("BondLamberty2004", 1.05), ("Subke2006", 0.95)):
         noise = 1.0 + 0.03 * rng.standard_normal(base.shape).astype(np.float32)
@@ -247,15 +253,20 @@ def _warner(out: Path, deg: float, rng: np.random.Generator) -> tuple[list[str],
              "planted_total_PgC_yr": _total(np.where(land, planted.true_rh(la, lo), np.nan),
                                             lat_e, lon_e),
              "grid": f"{deg} deg GeoTIFF x2 (mean)", "departure": DEPARTURES["warner2019"]}
-    return paths, truth
+    return paths, truth | {"level": PRODUCT_LEVELS["warner2019"]}
 
 
 def _monthly_flux_product(out: Path, name: str, lat: np.ndarray, lon: np.ndarray,
                           lat_e: np.ndarray, lon_e: np.ndarray, valid: np.ndarray,
                           annual: np.ndarray, years: tuple[int, int], units: str,
-                          per: str, time_units: str, attrs: dict) -> tuple[str, float]:
+                          per: str, time_units: str, attrs: dict,
+                          landfrac: np.ndarray,
+                          second_fill: np.ndarray | None = None) -> tuple[str, float]:
     """A monthly NetCDF of ``annual`` (g m-2 yr-1) as monthly totals (``per='month'``) or
-    daily rates (``per='day'``); returns its path and the land total the file implies."""
+    daily rates (``per='day'``); returns its path and the land total the file implies,
+    Σ annual × cell area × ``landfrac`` (the coastline's, as the run weights a product
+    without a land fraction of its own). ``second_fill``: cells written as ``NODATA`` and
+    declared as ``missing_value`` beside the ``_FillValue`` (two fill values, as HWSD)."""
     bnds, mid, lengths = _month_axis(*years, time_units)
     fac = _seasonal(lat, lengths)  # (nt, nlat)
     nyear = lengths.size // 12
@@ -265,6 +276,8 @@ def _monthly_flux_product(out: Path, name: str, lat: np.ndarray, lon: np.ndarray
         data = share[:, :, None] * annual[None, :, :]
     else:  # daily rate
         data = fac[:, :, None] * annual[None, :, :] / year_days[:, None, None]
+    if second_fill is not None:
+        valid = valid & ~second_fill
     data = np.where(valid[None], data, np.nan).astype(np.float32)
     # the file's implied annual field, as the readers define it (float64 from float32)
     d64 = data.astype(np.float64)
@@ -289,27 +302,51 @@ def _monthly_flux_product(out: Path, name: str, lat: np.ndarray, lon: np.ndarray
     )
     path = out / f"{name}_rh_monthly.nc"
     _write_netcdf(ds, path, "rh")
-    return str(path), _total(implied, lat_e, lon_e)
+    if second_fill is not None:
+        _declare_second_fill(path, "rh", second_fill)
+    return str(path), _total(implied * landfrac, lat_e, lon_e)
+
+
+def _declare_second_fill(path: Path, var: str, cells: np.ndarray) -> None:
+    """Write ``NODATA`` into ``cells`` of every time step of ``var`` and declare it as
+    ``missing_value`` (the ``_FillValue`` stays): a file with two fill values."""
+    import netCDF4
+
+    with netCDF4.Dataset(path, "a") as nc:
+        v = nc[var]
+        v.set_auto_maskandscale(False)
+        v.setncattr("missing_value", np.float32(NODATA))
+        for t in range(v.shape[0]):
+            step = v[t]
+            step[cells] = NODATA
+            v[t] = step
 
 
 def _hashimoto(out: Path, years: tuple[int, int], rng: np.random.Generator) -> tuple[str, dict]:
+    from rhcloud.core.grids import regular_grid
+
     deg = 0.5
     lat = _axis(deg, -90.0, 360)
     lon = _axis(deg, -180.0, 720)
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     valid = is_land(la, lo)
     annual = planted.true_rh(la, lo) * hashimoto_departure(la, lo) * \
-        (1.0 + 0.03 * rng.standard_normal(la.shape))
+        PRODUCT_LEVELS["hashimoto2015"] * (1.0 + 0.03 * rng.standard_normal(la.shape))
+    grid = regular_grid(360, 720, lon0=-179.75)
     path, total = _monthly_flux_product(
         out, "hashimoto2015", lat, lon, np.linspace(-90, 90, 361), np.linspace(-180, 180, 721),
-        valid, annual, years, "g C m-2 month-1", "month", HASHIMOTO_TIME_UNITS,
-        {"long_name": "soil heterotrophic respiration (monthly total)"})
+        valid, annual, years, HASHIMOTO_UNITS, "month", HASHIMOTO_TIME_UNITS,
+        {"long_name": "soil heterotrophic respiration (monthly total)"},
+        land_fraction(grid), second_fill=valid & (la < HASHIMOTO_SOUTH))
     truth = {"total_PgC_yr": total,
              "planted_total_PgC_yr": _total(np.where(valid, planted.true_rh(la, lo), np.nan),
                                             np.linspace(-90, 90, 361),
                                             np.linspace(-180, 180, 721)),
              "grid": "0.5 deg NetCDF, monthly", "years": list(years),
-             "departure": DEPARTURES["hashimoto2015"]}
+             "departure": DEPARTURES["hashimoto2015"], "level": PRODUCT_LEVELS["hashimoto2015"],
+             "quirks": [f"units spelled {HASHIMOTO_UNITS!r}", "two fill values: _FillValue "
+                        f"1e20 (sea) and missing_value {NODATA:g} (land south of "
+                        f"{HASHIMOTO_SOUTH:g} deg)"]}
     return path, truth
 
 
@@ -324,16 +361,16 @@ def _konings(out: Path, rng: np.random.Generator) -> tuple[str, dict]:
     valid = lf >= 0.5
     la, lo = np.meshgrid(lat, lon, indexing="ij")
     annual = planted.true_rh(la, lo) * konings_departure(la, lo) * \
-        (1.0 + 0.03 * rng.standard_normal(la.shape))
+        PRODUCT_LEVELS["konings2019"] * (1.0 + 0.03 * rng.standard_normal(la.shape))
     path, total = _monthly_flux_product(
         out, "konings2019", lat, lon, lat_e, lon_e, valid, annual, KONINGS_YEARS,
         "g C m-2 day-1", "day", KONINGS_TIME_UNITS,
-        {"long_name": "heterotrophic respiration (monthly mean rate)"})
+        {"long_name": "heterotrophic respiration (monthly mean rate)"}, land_fraction(grid))
     truth = {"total_PgC_yr": total,
              "planted_total_PgC_yr": _total(np.where(valid, planted.true_rh(la, lo), np.nan),
                                             lat_e, lon_e),
              "grid": "4x5 deg NetCDF, monthly", "years": list(KONINGS_YEARS),
-             "departure": DEPARTURES["konings2019"]}
+             "departure": DEPARTURES["konings2019"], "level": PRODUCT_LEVELS["konings2019"]}
     return path, truth
 
 
@@ -420,7 +457,10 @@ def _gimms(out: Path, deg: float, years: tuple[int, int],
     implied = (data.astype(np.float64) * yl[:, None, None]).sum(axis=0) / yl.sum() * 1000.0
     lat_e = np.linspace(-90, 90, n_lat + 1)
     lon_e = np.linspace(-180, 180, n_lon + 1)
-    return str(path), {"total_PgC_yr": _total(implied, lat_e, lon_e), "years": list(years),
+    from rhcloud.core.grids import regular_grid
+
+    lf = land_fraction(regular_grid(n_lat, n_lon, lon0=-180.0 + deg / 2))  # as the run weights
+    return str(path), {"total_PgC_yr": _total(implied * lf, lat_e, lon_e), "years": list(years),
                        "units_in_file": "kg C m-2 yr-1", "departure": DEPARTURES["gimms"]}
 
 
@@ -448,7 +488,8 @@ def write_observations(root: str | Path, seed: int = 0, scale: str = "demo") -> 
     ``{"products": [...], "npp_reference": {...}, "covariates": {...}, "truth": {...}}``:
     the config entries (DESIGN.md form) pointing at the files, and the truth (per product
     ``total_PgC_yr``: the land total on its own grid in Pg C yr-1, Σ annual flux × cell
-    area over valid cells, R = 6371 km; and how it departs from ``planted.true_rh``).
+    area × land fraction over valid cells (the coastline's for the NetCDF products, the
+    valid pixels' for Warner), R = 6371 km; and how it departs from ``planted.true_rh``).
     Also written as ``root/observations/observations.json``. Deterministic from ``seed``;
     ``scale`` is one of ``demo``, ``test``, ``full`` (see SCALES)."""
     if scale not in SCALES:

@@ -22,6 +22,9 @@ class ModelSpec:
     extra_years: int = 0  # run extends past the world's last year
     two_versions: bool = False  # an older, superseded version of rh is also published
     member_numbers: tuple[int, ...] = field(default=(1,))
+    ice_sheets_missing: bool = False  # rh NaN over Antarctica and Greenland (sftlf 100 %)
+    tiny_negative: bool = False  # cells without respiration stored as a tiny negative flux
+    missing_value_only: bool = False  # fill -1e20 declared only as missing_value
 
 
 __all__ = ["PAPER_MODELS", "MODEL_SPECS", "ModelSpec", "VERSION", "OLD_VERSION"]
@@ -39,15 +42,15 @@ MODEL_SPECS: dict[str, ModelSpec] = {s.source_id: s for s in [
               radius_m=6_371_229.0, member_numbers=(1, 2)),
     ModelSpec("E3SM-1-1-ECA", "E3SM-Project", "gr", "noleap", lon_180=True),
     ModelSpec("IPSL-CM6A-LR", "IPSL", "gr", "gregorian", radius_m=6_371_229.0,
-              member_numbers=(1, 2)),
+              member_numbers=(1, 2), ice_sheets_missing=True),
     ModelSpec("MIROC-ES2L", "MIROC", "gn", "gregorian", variant_suffix="i1p1f2",
               two_versions=True),
     ModelSpec("MPI-ESM1-2-LR", "MPI-M", "gn", "proleptic_gregorian", radius_m=6_371_000.0),
     ModelSpec("NorCPM1", "NCC", "gn", "noleap", extra_years=3),
-    ModelSpec("NorESM2-LM", "NCC", "gn", "noleap"),
+    ModelSpec("NorESM2-LM", "NCC", "gn", "noleap", missing_value_only=True),
     ModelSpec("SAM0-UNICON", "SNU", "gn", "noleap"),
     ModelSpec("UKESM1-0-LL", "MOHC", "gn", "360_day", variant_suffix="i1p1f2",
-              fx_experiment="piControl", member_numbers=(1, 2)),
+              fx_experiment="piControl", member_numbers=(1, 2), tiny_negative=True),
 ]}
 
 VERSION = "20190601"

@@ -43,6 +43,26 @@ def test_area_weighted_r2_matches_weighted_formula():
     assert m["r2"] == pytest.approx(c[0, 1] ** 2 / (c[0, 0] * c[1, 1]))
 
 
+def test_area_weights_by_hand():
+    model = _field([[100.0, 300.0, 250.0, np.nan, 80.0]])
+    obs = _field([[120.0, 200.0, 260.0, 90.0, 10.0]])
+    mad = _field([[30.0, 50.0, 20.0, 10.0, 5.0]])
+    area = np.array([2.0, 1.0, 3.0, 1.0, 4.0])
+    landfrac = np.array([0.9, 0.6, 1.0, 1.0, np.nan])  # the last cell is not evaluated
+    m = evaluate.metrics(model, obs, mad, _field([area * landfrac]))
+    w = np.array([1.8, 0.6, 3.0])
+    d = np.array([-20.0, 100.0, -10.0])
+    x, y = np.array([100.0, 300.0, 250.0]), np.array([120.0, 200.0, 260.0])
+    assert m["n_cells"] == 3 and m["n_within_mad"] == 2
+    assert m["rmse"] == pytest.approx(np.sqrt((1.8 * 400 + 0.6 * 1e4 + 3.0 * 100) / 5.4))
+    assert m["bias"] == pytest.approx((1.8 * -20 + 0.6 * 100 + 3.0 * -10) / 5.4)
+    mx, my = (w * x).sum() / w.sum(), (w * y).sum() / w.sum()
+    cov = (w * (x - mx) * (y - my)).sum()
+    assert m["r2"] == pytest.approx(cov**2 / ((w * (x - mx) ** 2).sum()
+                                              * (w * (y - my) ** 2).sum()))
+    assert m["rmse"] == pytest.approx(np.sqrt(np.average(d**2, weights=w)))
+
+
 def test_each_model_counts_once():
     models = xr.DataArray(np.array([[[1.0]], [[3.0]], [[3.0]], [[3.0]], [[10.0]]]),
                           dims=("dataset", "lat", "lon"),

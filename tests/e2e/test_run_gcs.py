@@ -127,19 +127,25 @@ def test_values_against_independent_computation(run_output, truth):
     np.testing.assert_allclose(res["obs_median"].values, med, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(res["obs_mad"].values, np.median(np.abs(p - med), axis=0),
                                rtol=1e-12, atol=1e-12, equal_nan=True)
-    # Table 1 for one dataset by hand
+    # Table 1 for one dataset by hand, over the cells at least half land (the default)
+    from rhcloud.core.landmask import land_fraction
+
     metrics = pd.read_csv(run_output / "tables" / "model_metrics.csv")
     k = int(np.flatnonzero(res.source_id.values == "UKESM1-0-LL")[0])
     m = res["rh"].values[k]
-    ok = np.isfinite(m) & np.isfinite(med)
+    lf = land_fraction(res[["lat_bnds", "lon_bnds"]])
+    np.testing.assert_array_equal(res["reference_landfrac"].values, lf)
+    ok = np.isfinite(m) & np.isfinite(med) & (lf >= 0.5)
     row = metrics[(metrics.source_id == "UKESM1-0-LL")
                   & (metrics.member_id == str(res.member_id.values[k]))].iloc[0]
     assert row.rmse == pytest.approx(np.sqrt(np.mean((m[ok] - med[ok]) ** 2)), rel=1e-10)
     assert row.r2 == pytest.approx(np.corrcoef(m[ok], med[ok])[0, 1] ** 2, rel=1e-10)
     mad = res["obs_mad"].values
     assert row.n_within_mad == int(np.sum(np.abs(m[ok] - med[ok]) <= mad[ok]))
-    # each model once in the ESM residual
-    ens = res["rh"].groupby("source_id").mean("dataset") - res["obs_median"]
+    assert row.n_cells == int(ok.sum())
+    # each model once in the ESM residual, over the evaluated cells
+    ens = res["rh"].groupby("source_id").mean("dataset") \
+        - res["obs_median"].where(res["reference_landfrac"] >= 0.5)
     np.testing.assert_allclose(res["residual_median"].values, ens.median("source_id").values,
                                rtol=1e-12, equal_nan=True)
     cons = pd.read_csv(run_output / "tables" / "regrid_conservation.csv")

@@ -3,6 +3,7 @@ planted truth; every archive quirk and every kind of bad input."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def test_quirk_run_past_2014_and_fx_elsewhere(collected):
     assert "piControl" in ukesm.attrs["fx_note"]
     bcc = _by_model(collected, "BCC-CSM2-MR")
     assert "areas from cell bounds" in bcc.attrs["fx_note"]
-    assert bcc["landfrac"].attrs["note"] == "from valid data cells"
+    assert bcc.attrs["landfrac_source"].startswith("coastline")
 
 
 def test_quirk_two_versions_newest_used(collected, truth):
@@ -233,3 +234,53 @@ def test_bad_inputs_lose_nothing_else(bad_inputs, collected, truth):
     assert used["no_time_bnds"].attrs["land_total_PgC_yr"] == pytest.approx(want, rel=1e-12)
     assert "month lengths from the calendar" in used["no_time_bnds"].attrs["notes"]
     assert sum(c.attrs["source_id"] == "IPSL-CM6A-LR" for c in result.climatologies) == 1
+
+
+def test_world_quirks_from_real_data_are_met(collected, small_world, truth):
+    """The world's quirks of issue 12, each present in the stores and met: IPSL-CM6A-LR
+    leaves its ice sheets missing (sftlf 100 %), UKESM1-0-LL stores tiny negative fluxes,
+    NorESM2-LM declares its fill -1e20 only as missing_value."""
+    ipsl = _by_model(collected, "IPSL-CM6A-LR")
+    raw = xr.open_zarr(ipsl.attrs["zstore"].removeprefix("file://"))["rh"].isel(time=0)
+    sftlf = xr.open_zarr(ipsl.attrs["sftlf_zstore"].removeprefix("file://"))["sftlf"]
+    assert int((raw.isnull() & (sftlf == 100)).sum()) > 100  # missing where all land
+    assert ipsl.attrs["ice_sheet_missing_share"] > 0.08
+    assert "ice-sheet land left missing" in ipsl.attrs["notes"]
+    uk = _by_model(collected, "UKESM1-0-LL")
+    assert np.nanmin(uk["flux"].values) == pytest.approx(-0.075, rel=1e-4)
+    assert "negative flux" in uk.attrs["notes"]
+    nor = _by_model(collected, "NorESM2-LM")
+    meta = xr.open_zarr(nor.attrs["zstore"].removeprefix("file://"), mask_and_scale=False)
+    assert meta["rh"].attrs["missing_value"] == pytest.approx(-1e20)
+    assert "_FillValue" not in meta["rh"].attrs
+    assert float(meta["rh"].isel(time=0).min()) == pytest.approx(-1e20)
+    assert np.nanmin(nor["flux"].values) >= 0.0  # read as missing, not as -1e20
+    for c in (ipsl, uk, nor):  # none excluded, totals as planted
+        want = truth["datasets"][truth_key(c.attrs["zstore"])]["total_PgC_yr"]
+        assert c.attrs["land_total_PgC_yr"] == pytest.approx(want, rel=1e-6)
+
+
+def test_hashimoto_has_two_fill_values_and_nonstandard_units(small_world):
+    import netCDF4
+
+    obs = json.loads((small_world / "observations" / "observations.json").read_text())
+    path = next(e["path"] for e in obs["products"] if e["name"] == "hashimoto2015")
+    with netCDF4.Dataset(path) as nc:
+        v = nc["rh"]
+        assert v.units == "gC/m2/month"
+        assert {float(v._FillValue), float(v.missing_value)} == {float(np.float32(1e20)),
+                                                                -9999.0}
+
+
+def test_bcc_esm1_without_fx_totals_within_two_percent(selection, small_world):
+    from rhcloud.config import Config
+
+    rows = selection[(selection["source_id"] == "BCC-ESM1")
+                     & (selection["variable_id"] == "rh")]
+    no_fx = rows.assign(areacella_zstore=None, sftlf_zstore=None)
+    cfg = Config(catalog=str(small_world / "local-cmip6.json"), period=(1990, 1991))
+    with_fx = collect_climatologies(rows, cfg).climatologies[0]
+    without = collect_climatologies(no_fx, cfg).climatologies[0]
+    assert without.attrs["landfrac_source"].startswith("coastline")
+    a, b = with_fx.attrs["land_total_PgC_yr"], without.attrs["land_total_PgC_yr"]
+    assert abs(b - a) / a < 0.02
