@@ -26,7 +26,7 @@ import xarray as xr
 
 from rhcloud.storage.paths import storage_options_for
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: fx and sign checks (issue 13); entries of 1 may hold what they refuse
 WRITERS = 2  # entries written at once
 MAX_PENDING = 16  # entries waiting to be written (each holds one native-grid climatology)
 log = logging.getLogger("rhcloud")
