@@ -239,7 +239,7 @@ def iter_climatologies(inputs: Inputs, into: Collected, client=None,
         fill()
         while window:
             row, opening = window.popleft()  # not kept here once handed on
-            item, future, key, in_cache = opening.result()
+            item, future, key, in_cache = _interruptible(opening)
             del opening
             bar.update()
             clim = None
@@ -266,6 +266,20 @@ def iter_climatologies(inputs: Inputs, into: Collected, client=None,
     if cache is not None and cache.failures and on_progress:
         on_progress(f"{len(cache.failures)} climatologies could not be cached "
                     f"(first: {cache.failures[0]})")
+
+
+WAIT_SLICE_S = 0.2  # how often a wait on an opening thread lets Ctrl-C through
+
+
+def _interruptible(future):
+    """``future.result()``, waited for in slices: a signal (Ctrl-C) handled by another
+    thread does not wake a thread blocked on a lock, so an unbounded wait would never see
+    the KeyboardInterrupt; between slices it is raised here."""
+    while True:
+        try:
+            return future.result(timeout=WAIT_SLICE_S)
+        except TimeoutError:
+            continue
 
 
 def _try(fn, *args):

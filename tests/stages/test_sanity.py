@@ -14,6 +14,9 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+# the same copies as the climatology stage's bad inputs
+from test_climatology_stage import _rewrite, _row
+
 from rhcloud.config import Config
 from rhcloud.stages import catalog
 from rhcloud.stages.climatology import (
@@ -31,21 +34,6 @@ GOOD = [("BCC-ESM1", "rh"), ("IPSL-CM6A-LR", "rh")]
 def selection(small_world):
     cfg = Config(catalog=str(small_world / "local-cmip6.json"), members="first")
     return catalog.select(catalog.open_catalog(cfg.catalog).df, cfg)[0]
-
-
-def _row(selection, model, var="rh", **changes):
-    row = selection[(selection.source_id == model) & (selection.variable_id == var)].iloc[0]
-    return {**row.to_dict(), **changes}
-
-
-def _rewrite(src_url: str, dst: Path, mutate) -> Path:
-    ds = xr.open_zarr(src_url, decode_times=False).load()
-    ds = mutate(ds)
-    for v in ds.variables.values():
-        v.encoding.pop("chunks", None)
-        v.encoding.pop("preferred_chunks", None)
-    ds.to_zarr(dst, zarr_format=2, consolidated=True, mode="w")
-    return dst
 
 
 def _scaled(var, factor, units=None):
