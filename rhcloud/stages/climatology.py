@@ -225,9 +225,9 @@ def iter_climatologies(inputs: Inputs, into: Collected, client=None,
         return item, future, key, in_cache
 
     window: deque = deque()  # (row, thread future of open_and_submit), selection order
-    # not ``with``: leaving a with-block waits for every opening thread, which is what hung
-    # an interrupted run (Ctrl-C while stores were being opened); interrupted, the pool is
-    # dropped without waiting and the openings not yet started are cancelled
+    # not ``with``: leaving a with-block waits for every opening thread (a stalled store can
+    # hold one for minutes); interrupted, the pool is dropped without waiting and the
+    # openings not yet started are cancelled
     pool = ThreadPoolExecutor(max_workers=config.open_concurrency,
                               thread_name_prefix="rhcloud-open")
     finished = False
