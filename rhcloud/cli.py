@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from rhcloud.config import ConfigError, load_config
+from rhcloud.storage.paths import redact_text
 
 DEMO_WORLD = Path("demo-world")
 DEMO_OUTPUT = Path("demo-output")
@@ -58,6 +60,8 @@ def cmd_catalog(args) -> int:
         print(f"missing: {model}: {why}")
     for _, row in chosen.superseded.iterrows():
         print(f"superseded (older version ignored): {row['zstore']}")
+    for e in chosen.excluded:
+        print(f"excluded: {e.zstore}: {e.reason}")
     return 0
 
 
@@ -68,8 +72,9 @@ def _run(config, output: str | None, fresh: bool = False) -> int:
         config.output = str(output)
     if fresh:
         config.resume = False
-    summary = run(config, progress=lambda msg: print(f"[rhcloud] {msg}", flush=True))
-    print(summary)
+    summary = run(config, progress=lambda msg: print(f"[rhcloud] {redact_text(msg)}",
+                                                      flush=True))
+    print(redact_text(str(summary)))
     return 0
 
 
@@ -127,17 +132,36 @@ COMMANDS = {"world": cmd_world, "catalog": cmd_catalog, "run": cmd_run, "demo": 
             "drivers": cmd_drivers}
 
 
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"rhcloud: configuration error: {exc}", file=sys.stderr)
+        print(f"rhcloud: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except ValueError as exc:  # RhcloudError and grid errors carry their own explanation
-        print(f"rhcloud: {exc}", file=sys.stderr)
+        print(f"rhcloud: {redact_text(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rhcloud: interrupted; the climatologies finished so far are in the cache, "
+              "and a rerun resumes from them", file=sys.stderr)
+        return INTERRUPTED
+
+
+def entry() -> None:
+    """The console script: :func:`main`, then exit at once after an interrupt: threads
+    still waiting on a store (an opening, a stalled request) must not hold the process
+    (the interpreter would join them at exit)."""
+    code = main()
+    if code == INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

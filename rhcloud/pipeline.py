@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rhcloud.cluster import client_for
@@ -33,7 +34,13 @@ from rhcloud.stages import (
 from rhcloud.stages.outputs import RunResult
 from rhcloud.storage.climcache import ClimatologyCache
 from rhcloud.storage.fieldstore import local_scheduler, temporary_store
-from rhcloud.storage.paths import staged_output, storage_options_for
+from rhcloud.storage.paths import (
+    claim_output,
+    is_remote,
+    redact_text,
+    staged_output,
+    storage_options_for,
+)
 
 if TYPE_CHECKING:
     from rhcloud.drivers.fitcache import FitCache
@@ -47,6 +54,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
     written results.zarr, opened lazily."""
     say = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
+    keep = kept_in_output(config)
+    claim_output(config.output, config.write_storage_options, keep)  # before any work
     with _timed(timings, "catalog"):
         selection = catalog.select_datasets(config)                            # 1. catalog
     say(f"catalog: {len(selection)} datasets selected")
@@ -60,18 +69,17 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
         say(f"cluster: {link}" if link else "cluster: ready")
         t0 = time.perf_counter()
         inputs = ingest.open_inputs(selection.datasets, config, chunks)         # 2. ingest
-        collected = climatology.Collected()
+        # catalog rows that could not be used are the run's first exclusions
+        collected = climatology.Collected(excluded=list(selection.excluded))
         clims = climatology.iter_climatologies(                                # 3. climatology
             inputs, collected, dask_client, on_progress=progress, cache=_cache(config))
         conservation, regrid_s = regrid.regrid_stream(clims, reference, store)  # 4. regrid
         timings["climatology"] = time.perf_counter() - t0 - regrid_s
         if len(collected.datasets) < config.min_datasets:
-            raise RhcloudError(
-                f"only {len(collected.datasets)} datasets remain (min_datasets="
-                f"{config.min_datasets}); excluded:\n" + outputs.excluded_table(
-                    selection, collected, inputs.reads.excluded).to_string(index=False))
+            _too_few(config, selection, collected, inputs.reads.excluded, keep)
         say(f"climatology: {len(collected.datasets)} done "
-            f"({collected.cached} from the cache), {len(collected.excluded)} excluded")
+            f"({collected.cached} from the cache), "
+            f"{outputs.n_excluded_datasets(collected)} excluded")
         with _timed(timings, "observations"):
             obs = regrid.observations_to_reference(inputs.reads, reference)
         # from here on, the statistics read the field store: on this machine (the drivers'
@@ -101,7 +109,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
                            {k: tables[k] for k in TABLE_ORDER if k in tables}, results,
                            ev.skipped + fitted.skipped, timings,
                            [*collected.excluded, *obs.excluded, *fitted.excluded])
-        with staged_output(config.output, config.write_storage_options) as out:
+        say(f"writing outputs to {redact_text(str(config.output))}")
+        with staged_output(config.output, config.write_storage_options, keep) as out:
             with _timed(timings, "report"):
                 report.build_report(out, results, result.tables,                # 8. report
                                     result.summary_notes(), fitted)
@@ -110,8 +119,48 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
                 drivers.write_summary(fitted.results, out)
     # the field store is gone: the results are the written ones
     result.results = outputs.open_results(config)
-    say(f"outputs written to {config.output}")
+    say(f"outputs written to {redact_text(str(config.output))}")
     return result
+
+
+def kept_in_output(config: Config) -> tuple[str, ...]:
+    """What a run keeps of its output directory when it takes it: the cache (``cache/``,
+    or the top-level entry ``cache:`` names inside the output); everything else there is
+    an earlier run's and is replaced (docs/outputs.md)."""
+    keep = ["cache"]
+    url, out = config.cache_url, str(config.output).rstrip("/")
+    if url is None:
+        return tuple(keep)
+    if not is_remote(out) and not is_remote(url):
+        cache = Path(url.removeprefix("file://")).absolute()
+        root = Path(out.removeprefix("file://")).absolute()
+        if cache != root and root in cache.parents:
+            keep.append(cache.relative_to(root).parts[0])
+    elif url.startswith(out + "/"):
+        keep.append(url[len(out) + 1:].split("/", 1)[0])
+    return tuple(dict.fromkeys(keep))
+
+
+def _too_few(config: Config, selection: catalog.Selection, collected: climatology.Collected,
+             files: list, keep: tuple[str, ...]) -> None:
+    """Fewer than ``min_datasets`` datasets remain: write ``tables/excluded.csv`` and a short
+    ``report.html`` saying why, then stop with a RhcloudError naming them."""
+    excluded = outputs.excluded_table(selection, collected, files)
+    why = (f"only {len(collected.datasets)} of {len(selection)} selected datasets remain "
+           f"(min_datasets={config.min_datasets}): "
+           f"{outputs.n_excluded_datasets(collected)} excluded")
+    with staged_output(config.output, config.write_storage_options, keep) as out:
+        (out / "tables").mkdir(parents=True, exist_ok=True)
+        excluded.to_csv(out / "tables" / "excluded.csv", index=False)
+        report.write_html(out / "report.html", "rhcloud: run stopped", [
+            ("Why the run stopped", report.notes_section(
+                [why, "no results were computed from the remaining datasets; "
+                      "tables/excluded.csv lists every exclusion and its reason"])),
+            ("Excluded datasets", report.table_section(excluded))])
+    lines = [f"  {r.zstore}: {r.reason}" for r in excluded.itertuples()]
+    shown = lines[:20] + ([f"  … and {len(lines) - 20} more"] if len(lines) > 20 else [])
+    raise RhcloudError(f"{why}; written: {redact_text(str(config.output).rstrip('/'))}/"
+                       "tables/excluded.csv and report.html\n" + "\n".join(shown))
 
 
 TABLE_ORDER = ("global_totals", "model_metrics", "regrid_conservation", "excluded",

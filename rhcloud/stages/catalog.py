@@ -21,10 +21,12 @@ from typing import Any
 import pandas as pd
 
 from rhcloud.config import Config
-from rhcloud.errors import RhcloudError
+from rhcloud.errors import Exclusion, RhcloudError
 from rhcloud.storage.paths import is_remote
 
 KEY = ["source_id", "experiment_id", "member_id", "table_id", "variable_id", "grid_label"]
+REQUIRED_COLUMNS = ("zstore", *KEY)
+"""Columns an ESM collection must have for a run (``version`` is optional: from zstore)."""
 FX_VARIABLES = ("areacella", "sftlf", "sftgif")
 """fx matched to each dataset; ``sftgif`` (land ice, %) is optional and unnoted when absent."""
 _MEMBER = re.compile(r"^r(\d+)i(\d+)p(\d+)f(\d+)$")
@@ -75,10 +77,14 @@ def with_versions(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def newest_versions(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the newest version of each dataset; return (kept, superseded)."""
+    """Keep the newest version of each dataset; return (kept, superseded). A row repeated
+    in the catalog (the same store listed twice) is one dataset: its store is the one
+    used, never reported as superseded."""
     df = with_versions(df).sort_values(KEY + ["version"])
     newest = ~df.duplicated(KEY, keep="last")
-    return df[newest], df[~newest]
+    kept, older = df[newest], df[~newest]
+    older = older[~older["zstore"].isin(kept["zstore"])].drop_duplicates("zstore")
+    return kept, older
 
 
 def choose_members(df: pd.DataFrame, members: str | list[str]) -> pd.DataFrame:
@@ -186,8 +192,49 @@ def match_fx(selected: pd.DataFrame, catalog_df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def select(catalog_df: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The run's datasets with their fx matches, and the superseded versions."""
+def check_columns(df: pd.DataFrame, name: str = "the catalog") -> None:
+    """One clear CatalogError when the catalog lacks a column a run needs, listing what it
+    has."""
+    lacking = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if lacking:
+        raise CatalogError(f"{name} lacks the required column{'s' if len(lacking) > 1 else ''} "
+                           f"{', '.join(lacking)}; it has: {', '.join(map(str, df.columns))}")
+
+
+def usable_rows(df: pd.DataFrame, config: Config) -> tuple[pd.DataFrame, list[Exclusion]]:
+    """The catalog rows whose required cells hold a value (as strings, whatever dtype the
+    catalog gave them), and an exclusion per unusable row that might be one of the run's
+    (what it does give matches the query)."""
+    df = df.copy()
+    empty = pd.DataFrame({c: df[c].isna() | (df[c].astype(str).str.strip() == "")
+                          for c in REQUIRED_COLUMNS}, index=df.index)
+    wanted = {"experiment_id": [config.experiment], "table_id": [config.table],
+              "variable_id": list(config.variables) + list(FX_VARIABLES),
+              "source_id": config.model_list}
+    bad: list[Exclusion] = []
+    for i in df.index[empty.any(axis=1)]:
+        row = df.loc[i]
+        if any(allowed is not None and not empty.at[i, c] and str(row[c]).strip()
+               not in allowed for c, allowed in wanted.items()):
+            continue  # another experiment, table, variable or model: not the run's
+        who = str(row["zstore"]) if not empty.at[i, "zstore"] else \
+            " ".join(str(row[c]) for c in KEY if not empty.at[i, c]) or f"catalog row {i}"
+        lacking = [c for c in REQUIRED_COLUMNS if empty.at[i, c]]
+        bad.append(Exclusion(who, f"catalog row lacks {', '.join(lacking)}", "catalog"))
+    df = df[~empty.any(axis=1)]
+    for c in REQUIRED_COLUMNS:
+        df[c] = df[c].astype(str).str.strip()
+    return df, bad
+
+
+def select(catalog_df: pd.DataFrame, config: Config,
+           excluded: list[Exclusion] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The run's datasets with their fx matches, and the superseded versions; rows of the
+    run's experiment and table that lack a required value are appended to ``excluded``."""
+    check_columns(catalog_df, f"catalog {config.catalog}")
+    catalog_df, bad = usable_rows(catalog_df, config)
+    if excluded is not None:
+        excluded += bad
     chosen, superseded = select_flux(catalog_df, config)
     return match_fx(chosen, catalog_df), superseded
 
@@ -200,6 +247,7 @@ class Selection:
     datasets: pd.DataFrame
     superseded: pd.DataFrame = field(default_factory=pd.DataFrame)
     missing: list[tuple[str, str]] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)  # catalog rows not usable
 
     def __len__(self) -> int:
         return len(self.datasets)
@@ -208,8 +256,14 @@ class Selection:
 def select_datasets(config: Config) -> Selection:
     """The catalog stage: open ``config.catalog`` and choose the run's datasets."""
     cat = open_catalog(config.catalog, config.storage_options)
-    chosen, superseded = select(cat.df, config)
-    return Selection(chosen, superseded, missing_models(chosen, config))
+    try:
+        df = cat.df
+    except Exception as exc:  # noqa: BLE001 - intake-esm's own failure reading the table
+        raise CatalogError(f"cannot read the table of catalog {config.catalog}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    excluded: list[Exclusion] = []
+    chosen, superseded = select(df, config, excluded)
+    return Selection(chosen, superseded, missing_models(chosen, config), excluded)
 
 
 SUMMARY_COLUMNS = ["source_id", "member_id", "variable_id", "grid_label", "version", "fx_note",

@@ -34,11 +34,12 @@ from rhcloud.core.landmask import coastline_landfrac, ice_sheet_fraction
 from rhcloud.core.timeaxis import PeriodError, period_mean
 from rhcloud.core.units import UnitsError
 from rhcloud.errors import DatasetError, Exclusion, reason_of
-from rhcloud.stages.ingest import Inputs, Opened, open_inputs, provenance
+from rhcloud.stages.ingest import Inputs, Opened, missing_chunks, open_inputs, provenance
 from rhcloud.storage.climcache import ClimatologyCache
 
 MAX_PLAUSIBLE_G_M2_YR = 1e5  # larger values are undeclared fill values or wrong units
 MAX_NAN_LAND_SHARE = 0.05  # share of land area allowed to be missing before exclusion
+MAX_NEGATIVE_LAND_SHARE = 0.10  # share of land area allowed negative (more: a flipped sign)
 
 
 @dataclass
@@ -80,7 +81,8 @@ def lazy_climatology(opened: Opened, period: tuple[int, int]) -> xr.Dataset:
                                                      "calendar"]
     out.attrs.update(opened.attrs)
     out.attrs.update({k: v for k, v in clim.attrs.items() if k != "units"})
-    out.attrs["notes"] = "; ".join(n for n in [grid.attrs.get("grid_note", ""), *notes] if n)
+    out.attrs["notes"] = "; ".join(n for n in [grid.attrs.get("grid_note", ""), *opened.notes,
+                                               *notes] if n)
     variable = opened.attrs["variable_id"]
     out["flux"].attrs = {"units": "g m-2 yr-1", "long_name": f"{variable} {period[0]}-"
                          f"{period[1]} mean", "cell_methods": clim.attrs["cell_methods"]}
@@ -134,12 +136,9 @@ def check_values(clim: xr.Dataset) -> None:
         if nan_land.any():
             notes.append(f"{int(nan_land.sum())} land cells missing ({share:.2%} of land "
                          "area)")
-    negative = (f < 0) & (w > 0)
-    if negative.any():
-        notes.append(f"{int(negative.sum())} land cells with negative flux (min "
-                     f"{np.nanmin(f[negative]):.3g} g m-2 yr-1), kept")
     clim.attrs["ice_sheet_missing_share"] = ice_share
     clim.attrs["notes"] = "; ".join(filter(None, notes))
+    check_sign(clim)
 
 
 def _icefrac(clim: xr.Dataset) -> np.ndarray:
@@ -147,6 +146,35 @@ def _icefrac(clim: xr.Dataset) -> np.ndarray:
     if "icefrac" in clim:
         return np.asarray(clim["icefrac"].values)
     return ice_sheet_fraction(clim[["lat_bnds", "lon_bnds"]])
+
+
+def _note(clim: xr.Dataset, note: str) -> None:
+    clim.attrs["notes"] = "; ".join(filter(None, [clim.attrs.get("notes"), note]))
+
+
+def check_sign(clim: xr.Dataset) -> None:
+    """Refuse a flux that is zero on every land cell, or negative over more than
+    ``MAX_NEGATIVE_LAND_SHARE`` of the land area (a flipped sign, a wrong variable); keep
+    fewer negatives (real models have small ones, NPP in deserts) and note them."""
+    zstore = clim.attrs.get("zstore", "?")
+    f = np.asarray(clim["flux"].values)
+    w = np.asarray((clim["area"] * clim["landfrac"]).values)
+    land = np.isfinite(f) & (w > 0)
+    if not land.any():
+        return
+    if np.all(f[land] == 0):
+        raise DatasetError(zstore, f"the flux is zero on every land cell ({int(land.sum())} "
+                                   "cells): no data written, or a wrong variable")
+    negative = land & (f < 0)
+    if not negative.any():
+        return
+    share = w[negative].sum() / w[land].sum()
+    detail = (f"{int(negative.sum())} land cells with negative flux ({share:.2%} of the land area, "
+              f"min {f[negative].min():.3g} g m-2 yr-1)")
+    if share > MAX_NEGATIVE_LAND_SHARE:
+        raise DatasetError(zstore, f"{detail}: more than {MAX_NEGATIVE_LAND_SHARE:.0%} of "
+                                   "the land is negative (flipped sign or wrong variable?)")
+    _note(clim, f"{detail}: kept")
 
 
 def finish(clim: xr.Dataset) -> xr.Dataset:
@@ -236,40 +264,61 @@ def iter_climatologies(inputs: Inputs, into: Collected, client=None,
         return item, future, key, in_cache
 
     window: deque = deque()  # (row, thread future of open_and_submit), selection order
+    # not ``with``: leaving a with-block waits for every opening thread (a stalled store can
+    # hold one for minutes); interrupted, the pool is dropped without waiting and the
+    # openings not yet started are cancelled
+    pool = ThreadPoolExecutor(max_workers=config.open_concurrency,
+                              thread_name_prefix="rhcloud-open")
+    finished = False
     try:
-        with ThreadPoolExecutor(max_workers=config.open_concurrency) as pool:
-            def fill() -> None:
-                while len(window) < config.in_flight and (row := next(rows, None)) is not None:
-                    window.append((row, pool.submit(open_and_submit, row)))
+        def fill() -> None:
+            while len(window) < config.in_flight and (row := next(rows, None)) is not None:
+                window.append((row, pool.submit(open_and_submit, row)))
 
+        fill()
+        while window:
+            row, opening = window.popleft()  # not kept here once handed on
+            item, future, key, in_cache = _interruptible(opening)
+            del opening
+            bar.update()
+            clim = None
+            if in_cache:
+                clim = cache.get(key[0], checked=True)
+                if clim is None:  # unreadable since it was listed: computed after all
+                    item = _try(prepare, row, inputs)
+                else:
+                    into.cached += 1
+            if clim is None:
+                clim = _computed(row, item, future, key, into, cache, inputs)
+            del item, future
             fill()
-            while window:
-                row, opening = window.popleft()  # not kept here once handed on
-                item, future, key, in_cache = opening.result()
-                del opening
-                bar.update()
-                clim = None
-                if in_cache:
-                    clim = cache.get(key[0], checked=True)
-                    if clim is None:  # unreadable since it was listed: computed after all
-                        item = _try(prepare, row, inputs)
-                    else:
-                        into.cached += 1
-                if clim is None:
-                    clim = _computed(row, item, future, key, into, cache)
-                del item, future
-                fill()
-                if clim is not None:
-                    into.datasets.append(dict(clim.attrs))
-                    yield clim
-                    del clim
+            if clim is not None:
+                into.datasets.append(dict(clim.attrs))
+                yield clim
+                del clim
+        finished = True
     finally:
+        pool.shutdown(wait=finished, cancel_futures=True)
         bar.close()
         if cache is not None:
             cache.flush()  # what finished is written, also when the run stops here
     if cache is not None and cache.failures and on_progress:
         on_progress(f"{len(cache.failures)} climatologies could not be cached "
                     f"(first: {cache.failures[0]})")
+
+
+WAIT_SLICE_S = 0.2  # how often a wait on an opening thread lets Ctrl-C through
+
+
+def _interruptible(future):
+    """``future.result()``, waited for in slices: a signal (Ctrl-C) handled by another
+    thread does not wake a thread blocked on a lock, so an unbounded wait would never see
+    the KeyboardInterrupt; between slices it is raised here."""
+    while True:
+        try:
+            return future.result(timeout=WAIT_SLICE_S)
+        except TimeoutError:
+            continue
 
 
 def _try(fn, *args):
@@ -281,7 +330,8 @@ def _try(fn, *args):
 
 
 def _computed(row, item, future, key, into: Collected,
-              cache: ClimatologyCache | None) -> xr.Dataset | None:
+              cache: ClimatologyCache | None, inputs: Inputs | None = None
+              ) -> xr.Dataset | None:
     """The finished climatology of an opened dataset (``future``: its flux on the cluster;
     None: computed here), cached; or None, its failure recorded in ``into``."""
     if isinstance(item, BaseException):
@@ -296,12 +346,26 @@ def _computed(row, item, future, key, into: Collected,
         return None
     try:
         clim = finish(value)
-    except DatasetError as exc:
-        into.excluded.append(Exclusion(exc.zstore, exc.reason, "climatology"))
+    except Exception as exc:  # noqa: BLE001 - whatever the values hold, the dataset's own
+        reason = reason_of(exc)
+        if inputs is not None:
+            reason = _missing_chunks_reason(row, inputs) or reason
+        into.excluded.append(Exclusion(str(row["zstore"]), reason, "climatology"))
         return None
     if key is not None:
         cache.put_later(*key, clim)
     return clim
+
+
+def _missing_chunks_reason(row, inputs: Inputs) -> str | None:
+    """Why a dataset's values failed when chunks of its store are absent (zarr reads them
+    as fill values): named as missing chunks, not as missing data."""
+    variable = str(row["variable_id"])
+    absent, n = missing_chunks(str(row["zstore"]), variable, inputs.config.storage_options)
+    if not absent:
+        return None
+    return (f"{len(absent)} of {n} chunks of {variable} missing from the store (first: "
+            f"{absent[0]}): deleted or never written")
 
 
 def collect_climatologies(selection: pd.DataFrame, config: Config, client=None,

@@ -85,10 +85,80 @@ def native_grid(source: xr.Dataset, zstore: str) -> xr.Dataset:
     return grid
 
 
+EARTH_SURFACE_M2 = 4 * np.pi * grids.EARTH_RADIUS_M ** 2
+MAX_AREA_REL_ERROR = 0.01  # Σ areacella against Earth's surface (global grid) or the grid's
+AREA_UNITS = {"m2": 1.0, "m^2": 1.0, "m**2": 1.0, "km2": 1e6, "km^2": 1e6, "km**2": 1e6}
+PERCENT_UNITS = ("%", "percent")
+FRACTION_UNITS = ("1", "", "fraction", "0-1")
+MAX_PERCENT_AS_FRACTION = 1.0  # a '%' land fraction whose maximum is ≤ this is a fraction
+
+
+def _area_m2(zstore: str, values: np.ndarray, units: str, grid: xr.Dataset) -> tuple[
+        np.ndarray, list[str]]:
+    """``areacella`` in m² (``km2`` converted), checked against physics: its sum within
+    ``MAX_AREA_REL_ERROR`` of Earth's surface for a global grid (of the grid's own area from
+    its bounds otherwise), no negative cell. A km² field labelled ``m2`` fails here."""
+    notes = []
+    key = units.strip().replace(" ", "")
+    if key not in AREA_UNITS:
+        raise DatasetError(zstore, f"areacella units {units!r}: expected 'm2' (or 'km2')")
+    if AREA_UNITS[key] != 1.0:
+        values = values * AREA_UNITS[key]
+        notes.append(f"areacella in {units.strip()}: converted to m2")
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise DatasetError(zstore, "areacella has no finite value")
+    if (values[finite] < 0).any():
+        raise DatasetError(zstore, f"areacella has {int((values[finite] < 0).sum())} negative "
+                                   "cell areas")
+    total = float(values[finite].sum())
+    geometric = float(grids.cell_area(grid).sum())
+    is_global = abs(geometric / EARTH_SURFACE_M2 - 1) <= MAX_AREA_REL_ERROR
+    want, what = (EARTH_SURFACE_M2, "Earth's surface") if is_global else (
+        geometric, "the area its grid's bounds enclose")
+    if abs(total / want - 1) > MAX_AREA_REL_ERROR:
+        raise DatasetError(zstore, f"areacella sums to {total:.4g} m2, {total / want:.3g} × "
+                                   f"{what} ({want:.4g} m2; allowed ±"
+                                   f"{MAX_AREA_REL_ERROR:.0%}): wrong units (km2 labelled "
+                                   "m2?) or a wrong field")
+    return values, notes
+
+
+def _landfrac(zstore: str, values: np.ndarray, units: str) -> tuple[np.ndarray, list[str]]:
+    """``sftlf`` as a fraction (0..1): ``%`` divided by 100, except a ``%`` field whose
+    maximum is ≤ 1, which is a fraction mislabelled (read as one, and said so); a fraction
+    labelled ``1`` whose maximum exceeds 1 is percent mislabelled (likewise)."""
+    notes = []
+    units = units.strip()
+    finite = values[np.isfinite(values)]
+    vmax = float(finite.max()) if finite.size else float("nan")
+    if not finite.size or vmax <= 0:
+        raise DatasetError(zstore, "sftlf is zero or missing everywhere: no land")
+    if (finite < 0).any():
+        raise DatasetError(zstore, f"sftlf has negative values (min {finite.min():.3g})")
+    if units in PERCENT_UNITS:
+        if vmax <= MAX_PERCENT_AS_FRACTION:
+            notes.append(f"sftlf labelled '%' but its maximum is {vmax:.3g} ≤ "
+                         f"{MAX_PERCENT_AS_FRACTION:g}: read as a fraction")
+        else:
+            values = values / 100.0
+    elif units in FRACTION_UNITS:
+        if vmax > 1.0 + 1e-6:
+            notes.append(f"sftlf labelled {units!r} but its maximum is {vmax:.3g} > 1: read "
+                         "as percent")
+            values = values / 100.0
+    else:
+        raise DatasetError(zstore, f"sftlf units {units!r}: expected '%' or '1'")
+    if np.nanmax(values) > 1.0 + 1e-6:
+        raise DatasetError(zstore, f"sftlf exceeds 100 % (max {vmax:.3g} {units})")
+    return np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), 0.0), notes
+
+
 def load_fx(zstore: str, variable: str, storage_options: dict[str, Any] | None,
             grid: xr.Dataset) -> xr.DataArray:
     """Read an fx variable (``areacella`` m², ``sftlf`` or ``sftgif`` %) onto ``grid``'s
-    (lat, lon) order.
+    (lat, lon) order, its units read and converted and its values checked against physics
+    (``_area_m2``, ``_landfrac``); ``attrs['note']`` says what was converted or reinterpreted.
 
     ``sftlf`` and ``sftgif`` are returned as fractions (0..1). Raises DatasetError when it
     does not fit."""
@@ -96,24 +166,79 @@ def load_fx(zstore: str, variable: str, storage_options: dict[str, Any] | None,
     if variable not in ds:
         raise DatasetError(zstore, f"no variable {variable!r} (has {sorted(ds.data_vars)})")
     da = rename_lat_lon(ds[variable], zstore)
+    da = _squeezed(da, zstore, keep=("lat", "lon"))[0]
     da = wrapped_sorted(da)
     if da.shape != (grid.sizes["lat"], grid.sizes["lon"]) or not (
         np.allclose(da["lat"], grid["lat"], atol=1e-4) and np.allclose(da["lon"], grid["lon"],
                                                                        atol=1e-4)):
         raise DatasetError(zstore, f"{variable} grid {da.shape} does not match the data's grid "
                                    f"{(grid.sizes['lat'], grid.sizes['lon'])}")
+    _numeric(da, variable, zstore)
     values = np.asarray(da.values, dtype=float)
-    fraction = variable in ("sftlf", "sftgif")
-    if fraction:
-        units = str(ds[variable].attrs.get("units", "%")).strip()
+    if variable == "sftlf":
+        values, notes = _landfrac(zstore, values, str(ds[variable].attrs.get("units", "%")))
+    elif variable == "sftgif":  # land ice: where missing land means no soil, not a fault
+        units, notes = str(ds[variable].attrs.get("units", "%")).strip(), []
         if units in ("%", "percent"):
             values = values / 100.0
         elif units not in ("1", "", "fraction"):
-            raise DatasetError(zstore, f"{variable} units {units!r}: expected '%' or '1'")
+            raise DatasetError(zstore, f"sftgif units {units!r}: expected '%' or '1'")
         values = np.where(np.isfinite(values), np.clip(values, 0.0, 1.0), 0.0)
+    else:
+        values, notes = _area_m2(zstore, values, str(ds[variable].attrs.get("units", "m2")),
+                                 grid)
+    attrs = {"units": "1" if variable in ("sftlf", "sftgif") else "m2", "zstore": zstore}
+    if notes:
+        attrs["note"] = "; ".join(notes)
     return xr.DataArray(values, dims=("lat", "lon"),
                         coords={"lat": grid["lat"].values, "lon": grid["lon"].values},
-                        attrs={"units": "1" if fraction else "m2", "zstore": zstore})
+                        attrs=attrs)
+
+
+def _squeezed(da: xr.DataArray, zstore: str, keep: tuple[str, ...]) -> tuple[
+        xr.DataArray, list[str]]:
+    """``da`` without its extra size-1 dimensions (a ``depth`` or ``type`` axis of one
+    level: dropped, and said so); an extra dimension of several values is refused."""
+    notes = []
+    for dim in [d for d in da.dims if d not in keep]:
+        if da.sizes[dim] != 1:
+            raise DatasetError(zstore, f"{da.name} has an extra dimension {dim!r} of size "
+                                       f"{da.sizes[dim]} (expected {', '.join(keep)})")
+        da = da.squeeze(dim, drop=True)
+        notes.append(f"size-1 dimension {dim!r} dropped")
+    return da, notes
+
+
+def _numeric(da: xr.DataArray, variable: str, zstore: str) -> None:
+    if not (np.issubdtype(da.dtype, np.floating) or np.issubdtype(da.dtype, np.integer)):
+        raise DatasetError(zstore, f"{variable} has dtype {da.dtype}, not a number")
+
+
+def missing_chunks(zstore: str, variable: str,
+                   storage_options: dict[str, Any] | None) -> tuple[list[str], int]:
+    """(chunk objects of ``variable`` absent from a Zarr v2 store, number expected): zarr
+    reads an absent chunk as fill values, so a deleted chunk looks like missing data.
+    ([], 0) when it cannot tell (Zarr v3, no listing)."""
+    import itertools
+    import json
+
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(zstore, **(storage_options_for(zstore,
+                                                                         storage_options) or {}))
+        root = root.rstrip("/")
+        meta = json.loads(fs.cat(f"{root}/{variable}/.zarray"))
+        grid = [range(-(-n // c)) for n, c in zip(meta["shape"], meta["chunks"], strict=True)]
+        sep = meta.get("dimension_separator", ".")
+        n = int(np.prod([len(r) for r in grid]))
+        if n > 1_000_000:
+            return [], 0
+        present = {p[len(root) + 1:] for p in fs.find(f"{root}/{variable}")}
+    except Exception:  # noqa: BLE001 - a diagnosis only: no answer rather than a new failure
+        return [], 0
+    want = (f"{variable}/" + sep.join(str(i) for i in idx) for idx in itertools.product(*grid))
+    return [k for k in want if k not in present], n
 
 
 class FxCache:
@@ -164,6 +289,7 @@ class Opened:
     landfrac: xr.DataArray | None
     attrs: dict[str, str]
     icefrac: xr.DataArray | None = None
+    notes: list[str] = field(default_factory=list)  # what ingest converted or dropped
 
     @property
     def zstore(self) -> str:
@@ -181,18 +307,26 @@ def open_dataset(row: pd.Series | dict, config: Config, fx: FxCache,
         raise DatasetError(zstore, f"no variable {variable!r} in the store "
                                    f"(has {sorted(ds.data_vars)})")
     ds = rename_lat_lon(ds, zstore)
+    flux, notes = _squeezed(ds[variable], zstore, keep=("time", "lat", "lon"))
+    if "time" not in flux.dims:
+        raise DatasetError(zstore, f"{variable} has no time dimension (dims {flux.dims})")
+    _numeric(flux, variable, zstore)
     grid = native_grid(ds, zstore)
     bounds = grid[["lat_bnds", "lon_bnds"]]
+    fx_notes = []
     if given(row.get("areacella_zstore")):
         area = fx.get(str(row["areacella_zstore"]), "areacella", bounds)
+        fx_notes.append(area.attrs.get("note", ""))
     else:
         area = grids.cell_area(bounds)
     landfrac = fx.get(str(row["sftlf_zstore"]), "sftlf", bounds) \
         if given(row.get("sftlf_zstore")) else None
+    if landfrac is not None:
+        fx_notes.append(landfrac.attrs.get("note", ""))
     icefrac = fx.get(str(row["sftgif_zstore"]), "sftgif", bounds) \
         if given(row.get("sftgif_zstore")) else None
-    return Opened(ds[variable], time_bounds(ds) if "time" in ds.variables else None, grid,
-                  area, landfrac, provenance(row), icefrac)
+    return Opened(flux, time_bounds(ds) if "time" in ds.variables else None, grid,
+                  area, landfrac, provenance(row), icefrac, [*notes, *filter(None, fx_notes)])
 
 
 @dataclass

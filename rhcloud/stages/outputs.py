@@ -18,7 +18,7 @@ from rhcloud.errors import Exclusion
 from rhcloud.stages.catalog import Selection, format_selection
 from rhcloud.stages.climatology import Collected
 from rhcloud.stages.evaluate import METRIC_COLUMNS
-from rhcloud.storage.paths import redact, storage_options_for
+from rhcloud.storage.paths import redact, redact_text, storage_options_for
 
 PACKAGES = ("rhcloud", "numpy", "xarray", "dask", "distributed", "zarr", "intake-esm",
             "gcsfs", "fsspec", "scipy", "statsmodels", "pygam", "xarray-regrid", "rioxarray",
@@ -46,11 +46,15 @@ class RunResult:
 
     def summary_notes(self) -> list[str]:
         n_models = len({d["source_id"] for d in self.collected.datasets})
+        files = {e.zstore for e in self.exclusions} - {e.zstore for e in
+                                                       self.collected.excluded}
         return [f"{len(self.collected.datasets)} datasets used from {n_models} models, "
-                f"{len(self.excluded)} excluded; period {self.config.period[0]}–"
-                f"{self.config.period[1]}; reference grid {self.config.reference_grid}",
+                f"{n_excluded_datasets(self.collected)} excluded"
+                + (f" (and {len(files)} other inputs)" if files else "")
+                + f"; period {self.config.period[0]}–{self.config.period[1]}; reference "
+                  f"grid {self.config.reference_grid}",
                 *([f"{self.collected.cached} climatologies read from the cache "
-                   f"({self.config.cache_url}), the others computed"]
+                   f"({redact_text(str(self.config.cache_url))}), the others computed"]
                   if self.collected.cached else []),
                 *self.skipped]
 
@@ -78,8 +82,14 @@ class RunResult:
         if not self.excluded.empty:
             lines += ["", "excluded:"]
             lines += [f"  {r.zstore}: {r.reason}" for r in self.excluded.itertuples()]
-        lines += ["", f"report: {str(self.config.output).rstrip('/')}/report.html"]
+        lines += ["", f"report: {redact_text(str(self.config.output).rstrip('/'))}/report.html"]
         return "\n".join(lines)
+
+
+def n_excluded_datasets(collected: Collected) -> int:
+    """How many datasets were excluded: each once, whatever the number of rows about it
+    (``tables/excluded.csv`` adds a row per model whose every member failed)."""
+    return len({e.zstore for e in collected.excluded})
 
 
 def excluded_table(selection: Selection, collected: Collected, files: list[Exclusion],
@@ -95,7 +105,8 @@ def excluded_table(selection: Selection, collected: Collected, files: list[Exclu
             rows.append({"zstore": f"{model} {var} (every member)",
                          "reason": "every selected member failed; see the rows above"})
     rows += [e.row() for e in drivers]
-    return pd.DataFrame(rows, columns=["zstore", "reason"])
+    # reasons quote exceptions, which may quote URLs: nothing credential-like is written
+    return pd.DataFrame(redact(rows), columns=["zstore", "reason"])
 
 
 def package_versions() -> dict[str, str]:
@@ -127,7 +138,9 @@ def write_outputs(result: RunResult, out: Path) -> None:
         "skipped": result.skipped,
         "timings_s": result.timings,
     }
-    (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
+    # the config's storage options by key, and every string by its form (URL userinfo …)
+    provenance = redact(json.loads(json.dumps(provenance, default=str)))
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2))
 
 
 def _product_rows(totals: pd.DataFrame | None) -> list[dict]:

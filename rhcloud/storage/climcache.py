@@ -26,7 +26,7 @@ import xarray as xr
 
 from rhcloud.storage.paths import storage_options_for
 
-CACHE_FORMAT = 2  # 2: ice-sheet land as no flux, coastline land fraction without sftlf
+CACHE_FORMAT = 3  # 2: ice-sheet land as no flux, coastline land fraction without sftlf; 3: fx and sign checks
 WRITERS = 2  # entries written at once
 MAX_PENDING = 16  # entries waiting to be written (each holds one native-grid climatology)
 log = logging.getLogger("rhcloud")

@@ -70,7 +70,7 @@ def test_config_errors_are_clear(tmp_path, capsys):
     assert "drivers.residuals" in capsys.readouterr().err
     cfg.write_text("drivers: {grids: regular:5}\n")
     assert main(["catalog", str(cfg)]) == 2
-    assert "unknown keys ['grids']" in capsys.readouterr().err
+    assert "drivers: unknown keys 'grids' (did you mean 'grid'?)" in capsys.readouterr().err
 
 
 def test_drivers_on_a_results_zarr(tmp_path, capsys):

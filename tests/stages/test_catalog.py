@@ -141,3 +141,65 @@ def test_catalog_command_prints_selection(small_world, tmp_path, capsys, policy,
     out = capsys.readouterr().out
     assert f"{expected} datasets from 13 models" in out
     assert "r1i1p1f2" in out and "superseded" in out
+
+
+# ---------------------------------------------------------------------------- issue 13
+
+
+def _catalog_copy(small_world, tmp_path, mutate) -> Path:
+    """A copy of the world's local catalog whose table went through ``mutate``."""
+    df = mutate(pd.read_csv(small_world / "local-cmip6.csv"))
+    df.to_csv(tmp_path / "cat.csv", index=False)
+    spec = json.loads((small_world / "local-cmip6.json").read_text())
+    spec["catalog_file"] = str(tmp_path / "cat.csv")
+    (tmp_path / "cat.json").write_text(json.dumps(spec))
+    return tmp_path / "cat.json"
+
+
+@pytest.mark.parametrize("dropped", [["grid_label"], ["member_id", "grid_label"]])
+def test_missing_required_column_is_one_clear_message(small_world, tmp_path, capsys, dropped):
+    path = _catalog_copy(small_world, tmp_path, lambda df: df.drop(columns=dropped))
+    with pytest.raises(catalog.CatalogError) as err:
+        catalog.select_datasets(Config(catalog=str(path)))
+    msg = str(err.value)
+    assert f"lacks the required column{'s' if len(dropped) > 1 else ''} " \
+           f"{', '.join(c for c in catalog.REQUIRED_COLUMNS if c in dropped)}" in msg
+    assert "it has: activity_id, institution_id, source_id" in msg
+    # the same from `rhcloud catalog`, as a message (exit 2), no traceback
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"catalog: {path}\n")
+    assert main(["catalog", str(cfg)]) == 2
+    captured = capsys.readouterr()
+    assert "lacks the required column" in captured.err and "Traceback" not in captured.err
+
+
+def test_rows_lacking_values_excluded_the_rest_goes_on(world_df, small_world, tmp_path):
+    bad = world_df[(world_df.source_id == "CanESM5") & (world_df.variable_id == "rh")
+                   & (world_df.member_id == "r2i1p1f1")].index[0]
+
+    def mutate(df):
+        df = df.copy()
+        df.loc[df.zstore == world_df.at[bad, "zstore"], "member_id"] = None
+        df["version"] = df["version"].astype("Int64")  # an odd dtype: integers
+        return df
+
+    path = _catalog_copy(small_world, tmp_path, mutate)
+    cfg = Config(catalog=str(path), members="all")
+    sel = catalog.select_datasets(cfg)
+    assert [(e.zstore, e.reason, e.stage) for e in sel.excluded] == [
+        (world_df.at[bad, "zstore"], "catalog row lacks member_id", "catalog")]
+    want, _ = catalog.select(world_df, Config(members="all"))
+    want = want[want.zstore != world_df.at[bad, "zstore"]]
+    got = sel.datasets
+    assert sorted(got.zstore) == sorted(want.zstore)
+    assert set(got.version) == set(want.version)
+
+
+def test_duplicate_rows_not_reported_superseded(world_df):
+    doubled = pd.concat([world_df, world_df[world_df.source_id == "CanESM5"]],
+                        ignore_index=True)
+    sel, superseded = catalog.select(doubled, Config(members="all", variables=["rh"]))
+    once, superseded_once = catalog.select(world_df, Config(members="all", variables=["rh"]))
+    assert sorted(sel.zstore) == sorted(once.zstore)
+    assert not set(superseded.zstore) & set(sel.zstore)
+    assert sorted(superseded.zstore) == sorted(superseded_once.zstore)
