@@ -22,7 +22,7 @@ from rhcloud.storage.paths import redact, storage_options_for
 
 PACKAGES = ("rhcloud", "numpy", "xarray", "dask", "distributed", "zarr", "intake-esm",
             "gcsfs", "fsspec", "scipy", "statsmodels", "pygam", "xarray-regrid", "rioxarray",
-            "cftime")
+            "cftime", "regionmask")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def score_ranking(scores: pd.DataFrame) -> pd.DataFrame:
     ens = scores[scores["member_id"] == "ensemble"].sort_values("rank")
     cols = ["rank", "source_id", "score_overall",
             *[c for c in ens.columns if c.startswith("score_") and c != "score_overall"]]
-    return ens[cols].astype({"rank": int})
+    return ens[cols].astype({"rank": "Int64"})
 
 
 def excluded_table(selection: Selection, collected: Collected, files: list[Exclusion],

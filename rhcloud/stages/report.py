@@ -23,6 +23,12 @@ from rhcloud.stages.drivers import DriversOutcome, drivers_figures
 FLUX_UNITS = "g C m$^{-2}$ yr$^{-1}$"
 
 
+def _save(fig, path: Path, dpi: int) -> Path:
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _coast(ax, landfrac: xr.DataArray | None) -> None:
     if landfrac is not None:
         ax.contour(landfrac["lon"], landfrac["lat"], landfrac.values, levels=[0.5],
@@ -68,9 +74,7 @@ def map_panels(fields: dict[str, xr.DataArray], path: Path, landfrac, *, divergi
         fig.colorbar(im, ax=axes, shrink=0.8, label=FLUX_UNITS)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def totals_chart(totals: pd.DataFrame, path: Path) -> Path:
@@ -97,9 +101,7 @@ def totals_chart(totals: pd.DataFrame, path: Path) -> Path:
     ax.set_xticks(x, models["name"], rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("global Rh (Pg C yr$^{-1}$)")
     ax.legend(fontsize=7, loc="upper left")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def zonal_chart(q: xr.DataArray, products_zonal: xr.DataArray | None, path: Path) -> Path:
@@ -116,9 +118,7 @@ def zonal_chart(q: xr.DataArray, products_zonal: xr.DataArray | None, path: Path
     ax.set_xlabel(f"zonal mean Rh ({FLUX_UNITS})")
     ax.set_ylabel("latitude (°N)")
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 110)
 
 
 def _img(path: Path) -> str:
@@ -232,9 +232,7 @@ def bias_heatmap(metrics: pd.DataFrame, path: Path) -> Path:
                       "global": "global"}[rset], fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.8, label=f"bias ({FLUX_UNITS})")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def response_chart(responses: pd.DataFrame, covariate: str, path: Path) -> Path:
@@ -263,9 +261,7 @@ def response_chart(responses: pd.DataFrame, covariate: str, path: Path) -> Path:
                       + f" ({FLUX_UNITS})")
     axes[1].legend(fontsize=6, ncol=2, loc="best")
     fig.suptitle(f"Functional response to {covariate}", fontsize=10)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def portrait_plot(scores: pd.DataFrame, path: Path, members: bool = False) -> Path:
@@ -286,9 +282,7 @@ def portrait_plot(scores: pd.DataFrame, path: Path, members: bool = False) -> Pa
                   ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     fig.colorbar(im, ax=ax, label="score (1 best)")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 MARKERS = ("o", "s", "D", "^", "v")
@@ -314,9 +308,7 @@ def taylor_diagram(scores: pd.DataFrame, path: Path) -> Path:
     fig.text(0.3, 0.02, "radius: standard deviation / the product median's", fontsize=8)
     ax.set_title("Taylor diagram (angle: correlation)", fontsize=9)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def regional_bars(regional: pd.DataFrame, model: str, path: Path) -> Path:
@@ -342,9 +334,7 @@ def regional_bars(regional: pd.DataFrame, model: str, path: Path) -> Path:
     ax.set_xticks(x, order, rotation=90, fontsize=6)
     ax.set_ylabel("Rh (Pg C yr$^{-1}$)")
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 100)
 
 
 def _slug(name: str) -> str:
