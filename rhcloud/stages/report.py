@@ -153,8 +153,10 @@ return d*p.localeCompare(q);});r.forEach(function(e){b.appendChild(e);});});});}
 """Click a header of any table to sort by that column (numbers numerically); inline, offline."""
 
 
-def _anchor(heading: str) -> str:
-    return "s-" + "".join(c if c.isalnum() else "-" for c in heading.lower()).strip("-")
+def _anchor(heading: str, parent: str = "") -> str:
+    """``s-<heading>``, or ``<parent>--<heading>`` for a subsection (lower case, dashes)."""
+    slug = "".join(c if c.isalnum() else "-" for c in heading.lower()).strip("-")
+    return f"{parent}--{slug}" if parent else f"s-{slug}"
 
 
 Section = tuple[str, str] | tuple[str, str, list[tuple[str, str]]]
@@ -168,12 +170,12 @@ def write_html(path: Path, title: str, sections: Iterable[Section]) -> Path:
     for heading, content, *rest in sections:
         subs = rest[0] if rest else []
         a = _anchor(heading)
-        items = "".join(f"<li><a href='#{a}--{_anchor(h)}'>{html.escape(h)}</a></li>"
+        items = "".join(f"<li><a href='#{_anchor(h, a)}'>{html.escape(h)}</a></li>"
                         for h, _ in subs)
         toc.append(f"<li><a href='#{a}'>{html.escape(heading)}</a>"
                    + (f"<ul>{items}</ul>" if items else "") + "</li>")
         body.append(f"<h2 id='{a}'>{html.escape(heading)}</h2>{content}")
-        body += [f"<h3 id='{a}--{_anchor(h)}'>{html.escape(h)}</h3>{c}" for h, c in subs]
+        body += [f"<h3 id='{_anchor(h, a)}'>{html.escape(h)}</h3>{c}" for h, c in subs]
     nav = f"<nav class='toc'><strong>Contents</strong><ul>{''.join(toc)}</ul></nav>"
     path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
                     f"{html.escape(title)}</title><style>{CSS}</style></head><body>"
