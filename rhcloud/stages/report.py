@@ -386,7 +386,7 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     land = results["landfrac"] if "landfrac" in results else None
-    sections: list[tuple[str, str]] = [("Summary", notes_section(notes))]
+    sections: list[Section] = [("Summary", notes_section(notes))]
     totals = tables.get("global_totals", pd.DataFrame())
     if not totals.empty and "rh" in results:
         figs = [totals_chart(totals, figdir / "global_totals.png")]
@@ -401,6 +401,33 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
             "Member means per model; every member is in tables/model_metrics.csv. "
             "n_within_mad: land cells within obs median ± MAD; RMSE in g C m-2 yr-1; R²: "
             "squared Pearson correlation over land cells (unweighted).")))
+    scores = tables.get("scores", pd.DataFrame())
+    if not scores.empty:
+        figs = [portrait_plot(scores, figdir / "scores_portrait.png", portrait_members),
+                taylor_diagram(scores, figdir / "taylor_diagram.png")]
+        ranked = scores[scores["member_id"] == "ensemble"].sort_values("rank")
+        sections.append(("Scores", figure_section(figs) + table_section(
+            ranked, "Per model (its member-mean field); every member in tables/scores.csv. "
+                    "Each statistic mapped to 0..1 (1 best) and the weighted overall score "
+                    "(docs/methods.md, Scores).")))
+    rmetrics = tables.get("regional_metrics", pd.DataFrame())
+    if not rmetrics.empty:
+        regional = tables["regional_totals"]
+        shown = regional[regional["kind"] == "summary"].pivot(
+            index=["region_set", "region"], columns="name", values="total_PgC_yr").reset_index()
+        sections.append(("Regions", figure_section(
+            [bias_heatmap(rmetrics, figdir / "regional_bias.png")]) + table_section(
+            shown, "Regional land totals (Pg C yr-1) on the reference grid: AR6 land regions "
+                   "(with the remainder of land outside them), latitude bands and the globe; "
+                   "every dataset in tables/regional_totals.csv, Table 1 per region in "
+                   "tables/regional_metrics.csv.")))
+    responses = tables.get("responses", pd.DataFrame())
+    if not responses.empty:
+        figs = [response_chart(responses, c, figdir / f"response_{_slug(c)}.png")
+                for c in dict.fromkeys(responses["covariate"])]
+        sections.append(("Functional responses", figure_section(figs) + "<p>Rh and the "
+                         "residual binned by each covariate (bins from the quantiles of the "
+                         "covariate over the observed cells); tables/responses.csv.</p>"))
     maps = []
     if "obs_products" in results:
         obs = {str(p): results["obs_products"].sel(product=p)
@@ -432,6 +459,9 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
         pz = results["obs_zonal"] if "obs_zonal" in results else None
         sections.append(("Zonal means (oceans count as zero)", figure_section(
             [zonal_chart(results["rh_zonal_quantile"], pz, figdir / "zonal_means.png")])))
+    per_model = model_sections(results, tables, figdir, land)
+    if per_model:
+        sections.append(("Models", "<p>One section per model.</p>", per_model))
     cons = tables.get("regrid_conservation", pd.DataFrame())
     if not cons.empty:
         worst = cons.loc[cons["rel_error"].abs().idxmax()]
@@ -446,36 +476,6 @@ def build_report(out: Path, results: xr.Dataset, tables: dict[str, pd.DataFrame]
                    "(Bond-Lamberty & Thomson 2010), against the reference-grid cell holding "
                    "each site: RMSE and bias in g C m-2 yr-1 (model member means and "
                    "products; every member in tables/site_metrics.csv).")))
-    scores = tables.get("scores", pd.DataFrame())
-    if not scores.empty:
-        figs = [portrait_plot(scores, figdir / "scores_portrait.png", portrait_members),
-                taylor_diagram(scores, figdir / "taylor_diagram.png")]
-        ranked = scores[scores["member_id"] == "ensemble"].sort_values("rank")
-        sections.append(("Scores", figure_section(figs) + table_section(
-            ranked, "Per model (its member-mean field); every member in tables/scores.csv. "
-                    "Each statistic mapped to 0..1 (1 best) and the weighted overall score "
-                    "(docs/methods.md, Scores).")))
-    rmetrics = tables.get("regional_metrics", pd.DataFrame())
-    if not rmetrics.empty:
-        regional = tables["regional_totals"]
-        shown = regional[regional["kind"] == "summary"].pivot(
-            index=["region_set", "region"], columns="name", values="total_PgC_yr").reset_index()
-        sections.append(("Regions", figure_section(
-            [bias_heatmap(rmetrics, figdir / "regional_bias.png")]) + table_section(
-            shown, "Regional land totals (Pg C yr-1) on the reference grid: AR6 land regions "
-                   "(with the remainder of land outside them), latitude bands and the globe; "
-                   "every dataset in tables/regional_totals.csv, Table 1 per region in "
-                   "tables/regional_metrics.csv.")))
-    responses = tables.get("responses", pd.DataFrame())
-    if not responses.empty:
-        figs = [response_chart(responses, c, figdir / f"response_{_slug(c)}.png")
-                for c in dict.fromkeys(responses["covariate"])]
-        sections.append(("Functional responses", figure_section(figs) + "<p>Rh and the "
-                         "residual binned by each covariate (bins from the quantiles of the "
-                         "covariate over the observed cells); tables/responses.csv.</p>"))
-    per_model = model_sections(results, tables, figdir, land)
-    if per_model:
-        sections.append(("Models", "<p>One section per model.</p>", per_model))
     sections += drivers_sections(drivers, figdir) if drivers is not None else []
     sections.append(("Excluded datasets", table_section(tables.get("excluded",
                                                                    pd.DataFrame()))))
