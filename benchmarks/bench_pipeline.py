@@ -69,8 +69,8 @@ def data_stages(config, client) -> tuple[float, float]:
     does what the CDO chain does (time mean and remap of the model datasets)."""
     result = run(config, client=client)
     t = result.timings
-    models = t["catalog"] + t["climatology"] + t["regrid"]
-    return models + t["evaluate"], models
+    models = t["catalog"] + t["climatology"] + t["regrid"] + t["ensemble"]
+    return models + t["observations"] + t["evaluate"], models
 
 
 def netcdf_copies(selection, workdir: Path) -> list[tuple[Path, str]]:

@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from rhcloud.core import conservative, grids
+from rhcloud.core.coords import find_lat_lon
 from rhcloud.errors import Exclusion
 from rhcloud.products import field_name, grid_of
 from rhcloud.stages.ingest import GROUPS, Reads, _fail
@@ -48,9 +49,8 @@ def grid_from_file(path: str | Path) -> xr.Dataset:
     path = Path(path)
     opener = xr.open_zarr if path.suffix == ".zarr" or path.is_dir() else xr.open_dataset
     with opener(path) as ds:
-        lat_name = "lat" if "lat" in ds.coords or "lat" in ds else "latitude"
-        lon_name = "lon" if "lon" in ds.coords or "lon" in ds else "longitude"
-        if lat_name not in ds.variables or lon_name not in ds.variables:
+        lat_name, lon_name = find_lat_lon(ds)
+        if lat_name is None or lon_name is None:
             raise ValueError(f"grid file {path}: no lat/lon coordinates found")
 
         def bounds(name: str) -> np.ndarray | None:

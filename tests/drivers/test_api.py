@@ -49,10 +49,11 @@ def test_planted_drivers_recovered(planted):
 def test_tables_and_figures_written(planted, tmp_path):
     _, _, res = planted
     paths = res.write(tmp_path)
+    # one schema for every writer: the residual each row belongs to, last
     gls = pd.read_csv(paths["gls_aic"])
-    assert list(gls.columns) == GLS_COLUMNS
+    assert list(gls.columns) == [*GLS_COLUMNS, "residual"] and set(gls.residual) == {"median"}
     terms = pd.read_csv(paths["gamm_terms"])
-    assert list(terms.columns) == TERMS_COLUMNS
+    assert list(terms.columns) == [*TERMS_COLUMNS, "residual"]
     eff = pd.read_csv(paths["gamm_effects"])
     assert list(eff.columns) == EFFECTS_COLUMNS
     assert set(eff.residual) == {"median"}
@@ -84,8 +85,13 @@ def test_dataset_input_and_cli(tmp_path):
     assert cli.main([str(csv), *args]) == 0
     for name in ("gls_aic", "gamm_terms", "gamm_effects"):
         assert (out / "tables" / f"{name}.csv").exists()
-    assert (out / "figures" / "gls_aic.png").exists()
-    assert len(pd.read_csv(out / "tables" / "gls_aic.csv")) == 5
+    assert (out / "figures" / "gls_aic_median.png").exists()
+    gls = pd.read_csv(out / "tables" / "gls_aic.csv")
+    assert len(gls) == 5
+    # the schema `rhcloud run` writes too (one writer: rhcloud.drivers.api.drivers_tables)
+    assert list(gls.columns) == [*GLS_COLUMNS, "residual"] and set(gls.residual) == {"median"}
+    terms = pd.read_csv(out / "tables" / "gamm_terms.csv")
+    assert list(terms.columns) == [*TERMS_COLUMNS, "residual"]
     pq = tmp_path / "cells.parquet"
     df.to_parquet(pq)
     assert cli.main([str(pq), *args, "--no-figures", "--output", str(tmp_path / "o2")]) == 0
