@@ -98,18 +98,31 @@ class DriversOptions:
 
 
 EVALUATION_WEIGHTS = ("cell", "area")
+SCORE_KEYS = ("bias", "rmse", "distribution", "response")
+DEFAULT_SCORE_WEIGHTS = {"bias": 1.0, "rmse": 2.0, "distribution": 1.0, "response": 1.0}
+"""``evaluation.score_weights`` defaults (ILAMB's for bias, RMSE and spatial distribution;
+docs/methods.md, "Scores")."""
+REGION_SETS = ("ar6", "band")
 
 
 @dataclass
 class EvaluationOptions:
     """``evaluation:`` — the cells and weights of Table 1, the residual fields and the
-    drivers' cells. ``min_landfrac``: the least land fraction of a reference cell (the
-    coastline's on the reference grid) to be evaluated, in [0, 1); ``weights``: ``cell``
-    (each cell counts once, the paper's) or ``area`` (cell area × land fraction). Totals and
-    the conservation check stay over all land."""
+    drivers' cells, and the regions, functional responses and scores beyond Table 1.
+    ``min_landfrac``: the least land fraction of a reference cell (the coastline's on the
+    reference grid) to be evaluated, in [0, 1); ``weights``: ``cell`` (each cell counts once,
+    the paper's) or ``area`` (cell area × land fraction). Totals and the conservation check
+    stay over all land."""
 
     min_landfrac: float = 0.5
     weights: str = "cell"
+    score_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_SCORE_WEIGHTS))
+    regions: list[str] = field(default_factory=lambda: list(REGION_SETS))  # [] skips them
+    region_resolution: float = 0.25  # degrees of the sub-grid the AR6 polygons are tested on
+    responses: list[str] = field(default_factory=lambda: ["MAP", "MAT", "SOC"])
+    response_bins: int = 10  # quantile bins of each covariate over the observed cells
+    response_edges: dict[str, list[float]] = field(default_factory=dict)  # explicit edges
+    portrait_members: bool = False  # the portrait plot also shows every member
 
     def __post_init__(self) -> None:
         if isinstance(self.min_landfrac, bool) or not isinstance(self.min_landfrac,
@@ -121,6 +134,46 @@ class EvaluationOptions:
         if self.weights not in EVALUATION_WEIGHTS:
             raise ConfigError(f"evaluation.weights: expected one of "
                               f"{list(EVALUATION_WEIGHTS)}, got {self.weights!r}")
+        w = self.score_weights
+        if not isinstance(w, dict):
+            raise ConfigError(f"evaluation.score_weights: expected a mapping of {list(SCORE_KEYS)}"
+                              f" to weights, got {w!r}")
+        _unknown_keys("evaluation.score_weights", w, list(SCORE_KEYS))
+        bad = {k: v for k, v in w.items() if isinstance(v, bool)
+               or not isinstance(v, int | float) or not v >= 0}
+        if bad:
+            raise ConfigError(f"evaluation.score_weights: weights must be numbers >= 0, got {bad}")
+        # keys left out keep their default
+        self.score_weights = {**DEFAULT_SCORE_WEIGHTS, **{k: float(v) for k, v in w.items()}}
+        if sum(self.score_weights.values()) <= 0:
+            raise ConfigError("evaluation.score_weights: at least one weight must be positive")
+        if not isinstance(self.regions, list) or not set(self.regions) <= set(REGION_SETS):
+            raise ConfigError(f"evaluation.regions: expected a subset of {list(REGION_SETS)}, "
+                              f"got {self.regions!r}")
+        if isinstance(self.region_resolution, bool) or not isinstance(
+                self.region_resolution, int | float) or not 0 < self.region_resolution <= 1:
+            raise ConfigError(f"evaluation.region_resolution: expected degrees in (0, 1], got "
+                              f"{self.region_resolution!r}")
+        if not isinstance(self.responses, list) or not all(isinstance(c, str)
+                                                           for c in self.responses):
+            raise ConfigError(f"evaluation.responses: expected a list of covariate names, got "
+                              f"{self.responses!r}")
+        if isinstance(self.response_bins, bool) or not isinstance(self.response_bins, int) \
+                or self.response_bins < 2:
+            raise ConfigError(f"evaluation.response_bins: expected an integer >= 2, got "
+                              f"{self.response_bins!r}")
+        if not isinstance(self.response_edges, dict):
+            raise ConfigError(f"evaluation.response_edges: expected a mapping of covariate to "
+                              f"a list of edges, got {self.response_edges!r}")
+        for name, edges in self.response_edges.items():
+            ok = isinstance(edges, list) and len(edges) >= 3 and all(
+                isinstance(e, int | float) and not isinstance(e, bool) for e in edges)
+            if not ok or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+                raise ConfigError(f"evaluation.response_edges.{name}: expected at least 3 "
+                                  f"increasing numbers, got {edges!r}")
+        if not isinstance(self.portrait_members, bool):
+            raise ConfigError(f"evaluation.portrait_members: expected true or false, got "
+                              f"{self.portrait_members!r}")
 
 
 CLUSTER_KINDS = ("local", "address", "gateway")
@@ -201,6 +254,7 @@ class Config:
     drivers: DriversOptions = field(default_factory=DriversOptions)
     evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
     cluster: ClusterOptions = field(default_factory=ClusterOptions)
+    evaluation: EvaluationOptions = field(default_factory=EvaluationOptions)
     output: str = "./rhcloud-output"
     # writing to your own bucket usually needs other credentials than reading Pangeo (anon)
     output_storage_options: dict[str, Any] | None = None
@@ -242,6 +296,7 @@ class Config:
         self.drivers = _section(DriversOptions, "drivers", self.drivers)
         self.evaluation = _section(EvaluationOptions, "evaluation", self.evaluation)
         self.cluster = _section(ClusterOptions, "cluster", self.cluster)
+        self.evaluation = _section(EvaluationOptions, "evaluation", self.evaluation)
         if not isinstance(self.products, list):
             raise ConfigError(f"products: expected a list of entries, got {self.products!r}")
         for i, e in enumerate(self.products):

@@ -94,7 +94,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
         with _timed(timings, "evaluate"):
             ev = evaluate.evaluate(config, results, collected, obs)            # 6. evaluate
             results = results.merge(ev.fields, compat="override")
-        say("evaluation: products, Table 1, residuals and SRDB sites done")
+        say("evaluation: products, Table 1, residuals, SRDB sites, regions, responses and "
+            "scores done")
         fits = _fit_cache(config)
         with _timed(timings, "drivers"):
             fitted = drivers.run_drivers(results, config.drivers, fits,        # 7. drivers
@@ -113,7 +114,8 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
         with staged_output(config.output, config.write_storage_options, keep) as out:
             with _timed(timings, "report"):
                 report.build_report(out, results, result.tables,                # 8. report
-                                    result.summary_notes(), fitted)
+                                    result.summary_notes(), fitted,
+                                    config.evaluation.portrait_members)
             outputs.write_outputs(result, out)
             if fitted.results:  # per-fit seconds, evaluations and workers
                 drivers.write_summary(fitted.results, out)
@@ -164,7 +166,8 @@ def _too_few(config: Config, selection: catalog.Selection, collected: climatolog
 
 
 TABLE_ORDER = ("global_totals", "model_metrics", "regrid_conservation", "excluded",
-               "site_metrics", "gls_aic", "gamm_terms", "gamm_effects")
+               "site_metrics", "regional_totals", "regional_metrics", "responses", "scores",
+               "gls_aic", "gamm_terms", "gamm_effects")
 
 
 @contextmanager

@@ -105,3 +105,24 @@ def test_relative_entry_paths_resolve_against_the_file(tmp_path):
     assert c.catalog == str(tmp_path / "sub" / "cat.json")
     assert c.products[0]["path"] == str(tmp_path / "sub" / "p.nc")
     assert c.covariates["MAT"]["path"] == "gs://b/t.nc"
+
+
+def test_evaluation_section_defaults_and_validation():
+    from rhcloud.config import DEFAULT_SCORE_WEIGHTS, EvaluationOptions
+
+    c = config_from_dict({"evaluation": {"score_weights": {"response": 3}}})
+    assert isinstance(c.evaluation, EvaluationOptions)
+    assert c.evaluation.score_weights == {**DEFAULT_SCORE_WEIGHTS, "response": 3.0}
+    assert c.evaluation.regions == ["ar6", "band"] and c.evaluation.response_bins == 10
+    assert Config().evaluation.score_weights == DEFAULT_SCORE_WEIGHTS
+    bad = [({"score_weight": {}}, "did you mean 'score_weights'"),
+           ({"score_weights": {"bias": -1}}, "numbers >= 0"),
+           ({"score_weights": {"rmse2": 1}}, "unknown keys 'rmse2'"),
+           ({"score_weights": {k: 0 for k in DEFAULT_SCORE_WEIGHTS}}, "at least one"),
+           ({"regions": ["srex"]}, "evaluation.regions"),
+           ({"response_bins": 1}, "integer >= 2"),
+           ({"response_edges": {"MAP": [0, 500, 400]}}, "increasing"),
+           ({"portrait_members": "yes"}, "true or false")]
+    for section, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            config_from_dict({"evaluation": section})

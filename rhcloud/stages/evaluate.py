@@ -12,7 +12,13 @@ reference grid; computes, per model and member, the statistics of ``rhcloud.core
 - fields: ``residual`` (model − obs median per dataset), ``residual_member_mean``,
   ``residual_median``/``residual_mean`` (the ESM residual over models), the NPP residuals
   against the NPP reference, and the covariates (``cov_<name>``);
-- ``site_metrics``: RMSE and bias at the SRDB sites.
+- ``site_metrics``: RMSE and bias at the SRDB sites;
+- ``regional_totals``/``regional_metrics``: totals and Table 1 per AR6 land region and
+  latitude band, with the remainder and global rows (``rhcloud.core.regions``), and the
+  field ``region_fraction`` (region, lat, lon);
+- ``responses``: Rh and the residual binned by each covariate (``rhcloud.core.responses``);
+- ``scores``: bias, RMSE, Taylor and response scores in [0, 1] and the overall score per
+  dataset and per model (its member-mean field; ``rhcloud.core.scores``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import xarray as xr
 
 from rhcloud.config import Config, EvaluationOptions
 from rhcloud.core import metrics as M
+from rhcloud.core import regions as R
+from rhcloud.core import responses as RS
+from rhcloud.core import scores as S
 from rhcloud.core.sites import site_metrics
 from rhcloud.core.stack import present
 from rhcloud.stages.climatology import Collected
@@ -166,4 +175,186 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
         "model_metrics": ordered_metrics(metrics),
         "site_metrics": site_metrics(results),
     }
+    opts = config.evaluation
+    if prods and "rh" in results:
+        views = ModelViews(results)
+        if opts.regions:
+            fractions = R.region_fractions(results[["lat_bnds", "lon_bnds"]],
+                                           tuple(opts.regions), opts.region_resolution)
+            fields["region_fraction"] = fractions
+            tables.update(regional_tables(results, views, fractions))
+        covariates = {c: fields[f"cov_{c}"] for c in opts.responses if f"cov_{c}" in fields}
+        missing = [c for c in opts.responses if c not in covariates]
+        if missing:
+            skipped.append(f"responses to {', '.join(missing)} skipped: no such covariate")
+        responses = response_table(results, fields, views, covariates, opts.response_bins,
+                                   opts.response_edges)
+        tables["responses"] = responses
+        tables["scores"] = scores_table(results, views, responses, opts.score_weights)
     return Evaluation(fields, tables, skipped)
+
+
+# ---------------------------------------------------------------------------------------
+# regions, responses, scores
+# ---------------------------------------------------------------------------------------
+
+ENSEMBLE = "ensemble"
+
+
+@dataclass
+class ModelViews:
+    """Iterates (source_id, member_id, rh field, land fraction) over every dataset with rh,
+    then each model's member mean ('ensemble'; its land fraction the members' largest),
+    loading one field at a time; each pass reads them again."""
+
+    results: xr.Dataset
+
+    def __iter__(self):
+        return model_views(self.results)
+
+
+def model_views(results: xr.Dataset):
+    """The generator behind :class:`ModelViews`."""
+    rh = present(results, "rh")
+    for i in range(rh.sizes["dataset"]):
+        one = rh.isel(dataset=i)
+        label = one["dataset"].values
+        yield (str(one["source_id"].values), str(one["member_id"].values), one.values,
+               results["rh_landfrac"].sel(dataset=label).values)
+    land = results["rh_landfrac"].sel(dataset=rh["dataset"])
+    for model in results["rh_member_mean"]["model"].values:
+        members = land.isel(dataset=np.flatnonzero(land["source_id"].values == model))
+        yield (str(model), ENSEMBLE, results["rh_member_mean"].sel(model=model).values,
+               members.max("dataset").values)
+
+
+def regional_tables(results: xr.Dataset, views: list, fractions: xr.DataArray
+                    ) -> dict[str, pd.DataFrame]:
+    """``regional_totals`` (models, products, summaries per region, on the reference grid)
+    and ``regional_metrics`` (Table 1 per region and dataset, the models' 'ensemble' rows
+    the member means of each metric, as in Table 1)."""
+    area = results["cell_area"]
+    labels = [*fractions["region"].values.tolist(), R.GLOBAL]
+    sets = [*fractions["region_set"].values.tolist(), R.GLOBAL]
+    med, mad = results["obs_median"], results["obs_mad"]
+    rows, metric_rows = [], []
+
+    def total_rows(kind, name, member, values):
+        return [{"region": r, "kind": kind, "name": name, "member_id": member,
+                 "total_PgC_yr": float(v), "region_set": s}
+                for r, s, v in zip(labels, sets, values, strict=True)]
+
+    for sid, mid, field_, land in views:
+        if mid == ENSEMBLE:
+            continue
+        rows += total_rows("model", sid, mid, R.regional_totals(field_, land, area, fractions))
+        metric_rows.append(R.regional_metrics(field_, med, mad, fractions)
+                           .assign(source_id=sid, member_id=mid))
+    totals = pd.DataFrame(rows)
+    ens = totals.groupby(["region", "region_set", "name"], as_index=False, sort=False)[
+        "total_PgC_yr"].mean().assign(kind="model", member_id=ENSEMBLE)
+    prod_rows = []
+    for p in results["product"].values:
+        prod_rows += total_rows("product", str(p), "", R.regional_totals(
+            results["obs_products"].sel(product=p), results["obs_landfrac"].sel(product=p),
+            area, fractions))
+    prod = pd.DataFrame(prod_rows)
+    summary = []
+    for (region, rset), g in prod.groupby(["region", "region_set"], sort=False):
+        p = g["total_PgC_yr"].to_numpy()
+        m = ens[ens["region"] == region]["total_PgC_yr"].to_numpy()
+        pmed = float(np.median(p))
+        for name, v in (("multi_model_mean", float(m.mean())), ("product_min", p.min()),
+                        ("product_max", p.max()), ("product_median", pmed),
+                        ("product_mad", float(np.median(np.abs(p - pmed))))):
+            summary.append({"region": region, "kind": "summary", "name": name,
+                            "member_id": "", "total_PgC_yr": float(v), "region_set": rset})
+    cols = ["region", "kind", "name", "member_id", "total_PgC_yr", "region_set"]
+    regional = pd.concat([totals, ens[cols], prod, pd.DataFrame(summary)], ignore_index=True)
+    names = dict(zip(fractions["region"].values.tolist(),
+                     fractions["region_name"].values.tolist(), strict=True))
+    regional["region_name"] = regional["region"].map(names).fillna("global land")
+    metrics = pd.concat(metric_rows, ignore_index=True)
+    metrics = metrics.merge(totals.rename(columns={"name": "source_id"})[
+        ["region", "source_id", "member_id", "total_PgC_yr"]],
+        on=["region", "source_id", "member_id"], how="left")
+    value_cols = ["n_cells", "n_within_mad", "rmse", "r2", "bias", "total_PgC_yr"]
+    ens_m = metrics.groupby(["region", "region_set", "source_id"], as_index=False,
+                            sort=False)[value_cols].mean().assign(member_id=ENSEMBLE)
+    metrics = pd.concat([metrics, ens_m], ignore_index=True)
+    metrics = metrics[["region", "region_set", "source_id", "member_id", *value_cols]]
+    return {"regional_totals": regional, "regional_metrics": metrics}
+
+
+def response_table(results: xr.Dataset, fields: xr.Dataset, views: list,
+                   covariates: dict[str, xr.DataArray], n_bins: int,
+                   edges: dict[str, list[float]]) -> pd.DataFrame:
+    """``responses``: per covariate, Rh (``variable`` rh) and model − obs median
+    (``variable`` residual) binned by the covariate: the product median and each product
+    (kind 'product', the median named 'median'), every model dataset and member mean, the
+    ESM residuals (kind 'summary': residual_median, residual_mean) and the products' band
+    per bin (kind 'summary': product_min, product_max)."""
+    med = results["obs_median"].values
+    frames = []
+    for cov, x_da in covariates.items():
+        x = x_da.values
+        e = np.asarray(edges[cov], float) if cov in edges else \
+            RS.quantile_edges(np.where(np.isfinite(med), x, np.nan), n_bins)
+        curves = []
+
+        def add(variable, kind, name, member, y, curves=curves, x=x, e=e):
+            curves.append(RS.binned(y, x, e).assign(variable=variable, kind=kind, name=name,
+                                                    member_id=member))
+
+        add("rh", "product", "median", "", med)
+        add("residual", "product", "median", "", med - med)
+        for p in results["product"].values:
+            prod = results["obs_products"].sel(product=p).values
+            add("rh", "product", str(p), "", prod)
+            add("residual", "product", str(p), "", prod - med)
+        products = pd.concat([c for c in curves if (c["name"] != "median").all()])
+        for _variable, g in products.groupby("variable", sort=False):
+            band = g.groupby("bin")["mean"]
+            base = g[g["name"] == g["name"].iloc[0]].set_index("bin")
+            for name, vals in (("product_min", band.min()), ("product_max", band.max())):
+                curves.append(base.assign(mean=vals, sd=np.nan, kind="summary", name=name,
+                                          member_id="").reset_index())
+        for sid, mid, field_, _land in views:
+            add("rh", "model", sid, mid, field_)
+            add("residual", "model", sid, mid, field_ - med)
+        for name in ("residual_median", "residual_mean"):
+            if name in fields:
+                add("residual", "summary", name, "", fields[name].values)
+        frames.append(pd.concat(curves, ignore_index=True).assign(covariate=cov))
+    cols = ["covariate", "variable", "kind", "name", "member_id", "bin", "lower", "upper",
+            "x_mean", "mean", "sd", "n_cells"]
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def scores_table(results: xr.Dataset, views: list, responses: pd.DataFrame,
+                 weights: dict[str, float]) -> pd.DataFrame:
+    """``scores``: per dataset and per model (member mean, 'ensemble') the statistics
+    against the obs median, their scores in [0, 1], the response scores and the overall
+    score; ``rank`` orders the models' ensemble rows by overall score (1 = best)."""
+    med = results["obs_median"].values
+    rh = responses[responses["variable"] == "rh"]
+    observed = {c: g[(g["kind"] == "product") & (g["name"] == "median")].set_index("bin")
+                for c, g in rh.groupby("covariate", sort=False)}
+    curves = {k: g.set_index("bin")["mean"]
+              for k, g in rh[rh["kind"] == "model"].groupby(["covariate", "name", "member_id"])}
+    rows = []
+    for sid, mid, field_, _land in views:
+        stats = S.field_statistics(field_, med)
+        row = {"source_id": sid, "member_id": mid, **stats, **S.statistic_scores(stats)}
+        for cov, obs_curve in observed.items():
+            m = curves[(cov, sid, mid)].reindex(obs_curve.index)
+            row[f"score_response_{cov}"] = RS.response_score(
+                m.to_numpy(), obs_curve["mean"].to_numpy(), obs_curve["n_cells"].to_numpy())
+        row["score_overall"] = S.overall_score(row, weights)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    ens = table["member_id"] == ENSEMBLE
+    table["rank"] = table["score_overall"].where(ens).rank(ascending=False, method="min")
+    return table

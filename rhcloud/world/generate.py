@@ -33,7 +33,7 @@ TIME_UNITS = "days since 1850-01-01"
 FILL = np.float32(1e20)
 PG_PER_G = 1e-15
 BUCKET = "cmip6"
-GENERATOR_VERSION = 8  # bump when the planted truth or layout changes: stale worlds regenerate
+GENERATOR_VERSION = 9  # bump when the planted truth or layout changes: stale worlds regenerate
 OLD_VERSION_FACTOR = 1.08  # the superseded version carries a bug that the newer one fixed
 TINY_NEGATIVE_G_M2_YR = -0.075  # -7.5e-5 kg m-2 yr-1, as HadGEM2-ES stores over deserts
 MISSING_VALUE = np.float32(-1e20)  # the fill of a store that declares only missing_value
@@ -257,7 +257,8 @@ def _model_entries(spec: ModelSpec, params: WorldParams, common: planted.SmoothN
                          "table_id": "fx", "variable_id": var, "rel": rel, "version": VERSION})
 
     for k, member in enumerate(members):
-        fields = {"rh": truth.rh(lat2, lon2, common, member_index=k),
+        fields = {"rh": truth.rh(lat2, lon2, common, member_index=k)
+                  + planted.extra_rh(spec.source_id, lat2, lon2),
                   "npp": truth.npp(lat2, lon2, member_index=k)}
         for f in fields.values():
             f[ocean] = 0.0
@@ -385,6 +386,10 @@ def generate_world(root: str | Path, params: WorldParams | None = None, *,
             "MAP": {"form": "A * tanh((MAP - c) / w) * Rh/(Rh + 50)",
                     "A_g_m2_yr": planted.MAP_BIAS_AMPLITUDE, "c_mm_yr": planted.MAP_BIAS_CENTRE,
                     "w_mm_yr": planted.MAP_BIAS_WIDTH},
+            "wet_bias": {"model": planted.WET_BIAS_MODEL,
+                         "form": "A * clip((MAP - c) / w, 0, 1) * Rh/(Rh + 50), added",
+                         "A_g_m2_yr": planted.WET_BIAS_AMPLITUDE,
+                         "c_mm_yr": planted.WET_BIAS_CENTRE, "w_mm_yr": planted.WET_BIAS_WIDTH},
         },
         "quirks": quirks_of(params.models),
     }

@@ -240,3 +240,26 @@ def model_error_field(truth: ModelTruth, lat: np.ndarray, lon: np.ndarray,
     distortion = 1.0 + pattern(lat, lon) - _land_mean(truth.seed + 7000, pattern_sd)
     return truth.scale * rh * distortion + map_bias(lat, lon) \
         + common(lat, lon) + own(lat, lon) * active
+
+# ---------------------------------------------------------------------------------------
+# A model with a wet bias of its own (issue 16): a separate addition on top of its field
+# ---------------------------------------------------------------------------------------
+
+WET_BIAS_MODEL = "NorESM2-LM"
+WET_BIAS_AMPLITUDE = 350.0  # g C m-2 yr-1 at MAP >= centre + width
+WET_BIAS_CENTRE = 1000.0  # mm yr-1
+WET_BIAS_WIDTH = 1500.0  # mm yr-1
+
+
+def wet_bias(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Extra Rh of ``WET_BIAS_MODEL`` where it is wet (g C m-2 yr-1, ≥ 0):
+    A · clip((MAP − c) / w, 0, 1) · Rh/(Rh + 50) — it respires too much with rain."""
+    r = true_rh(lat, lon)
+    wet = np.clip((map_(lat, lon) - WET_BIAS_CENTRE) / WET_BIAS_WIDTH, 0.0, 1.0)
+    return WET_BIAS_AMPLITUDE * wet * r / (r + 50.0)
+
+
+def extra_rh(source_id: str, lat: np.ndarray, lon: np.ndarray) -> np.ndarray | float:
+    """What a model adds to :meth:`ModelTruth.rh` beyond the common structure: the wet bias
+    of ``WET_BIAS_MODEL``, nothing for the others."""
+    return wet_bias(lat, lon) if source_id == WET_BIAS_MODEL else 0.0

@@ -72,6 +72,7 @@ QUICKSTART_PROBE = (
     "'table1': table1[['source_id', 'r2', 'rmse']].to_dict('list'), "
     "'rel_error': float(conservation['rel_error'].abs().max()), "
     "'fields': sorted(results.data_vars), 'excluded': len(collected.excluded), "
+    "'ranks': [int(r) for r in ranking['rank']], "
     "'closed': client.status}))")
 
 
@@ -101,9 +102,14 @@ def test_quickstart(small_world, tmp_path, monkeypatch):
     for name in ("warner2019", "hashimoto2015", "konings2019", "product_median"):
         assert name in totals
     figures = tmp_path / "out" / "quickstart-figures"
-    assert {p.name for p in figures.glob("*.png")} == {"global_totals.png", "products.png",
-                                                       "residuals.png"}
-    assert _images(nb) == 3
+    assert {p.name for p in figures.glob("*.png")} == {
+        "global_totals.png", "products.png", "residuals.png", "scores_portrait.png",
+        "response_MAP.png"}
+    assert _images(nb) == 5
+    # the ranking by overall score: every model once, ranks 1..n
+    ranking = _text(_cell(nb, "ranking = "))
+    assert all(m in ranking for m in models), ranking
+    assert sorted(probe["ranks"]) == list(range(1, len(models) + 1))
 
 
 @pytest.mark.slow

@@ -32,6 +32,13 @@ CONTRACT_TABLES = {
                 "nugget_value", "n"],
     "gamm_terms": ["term", "edf", "stat", "p_value"],
     "gamm_effects": ["residual", "term", "x", "effect", "se"],
+    "regional_totals": ["region", "kind", "name", "member_id", "total_PgC_yr"],
+    "regional_metrics": ["region", "region_set", "source_id", "member_id", "n_cells",
+                         "n_within_mad", "rmse", "r2", "bias", "total_PgC_yr"],
+    "responses": ["covariate", "variable", "kind", "name", "member_id", "bin", "lower",
+                  "upper", "x_mean", "mean", "sd", "n_cells"],
+    "scores": ["source_id", "member_id", "n_cells", "bias", "rmse", "crmse", "std_ratio",
+               "correlation"],
 }
 
 
@@ -85,7 +92,11 @@ def test_every_contract_file_written(run_output):
     figs = {p.name for p in (run_output / "figures").glob("*.png")}
     assert {"global_totals.png", "products.png", "model_residuals.png", "esm_residual.png",
             "zonal_means.png", "product_differences.png", "model_mean.png",
-            "gamm_effects_median.png", "gamm_effects_mean.png", "gls_aic_median.png"} <= figs
+            "gamm_effects_median.png", "gamm_effects_mean.png", "gls_aic_median.png",
+            "regional_bias.png", "response_MAP.png", "response_MAT.png", "response_SOC.png",
+            "scores_portrait.png", "taylor_diagram.png", "model_CanESM5.png",
+            "regions_CanESM5.png"} <= figs
+    assert (run_output / "cmec" / "output.json").exists()
 
 
 def test_drivers_find_the_planted_map_driver(run_output):
@@ -167,6 +178,113 @@ def test_residual_recovers_planted_bias(run_output):
     assert corr > 0.5, corr
 
 
+def test_regional_totals_and_remainder_add_up_to_the_global_totals(run_output):
+    """Per dataset and product: the AR6 regions with the remainder, and the latitude bands,
+    each sum to the reference-grid land total (≤ 1e-9), which is the regridded total of
+    tables/regrid_conservation.csv (≤ 1e-9) and the native total (≤ 1e-6)."""
+    reg = pd.read_csv(run_output / "tables" / "regional_totals.csv", keep_default_na=False,
+                      na_values=[""])
+    reg["member_id"] = reg["member_id"].fillna("")
+    cons = pd.read_csv(run_output / "tables" / "regrid_conservation.csv",
+                       keep_default_na=False, na_values=[""]).fillna({"member_id": ""})
+    cons = cons[cons["variable_id"].fillna("rh").isin(["rh"])]
+    rows = reg[reg["kind"].isin(["model", "product"])]
+    n = 0
+    for (kind, name, member), g in rows.groupby(["kind", "name", "member_id"]):
+        total = float(g.loc[g["region"] == "global", "total_PgC_yr"].iloc[0])
+        for rset in ("ar6", "band"):
+            part = g.loc[g["region_set"] == rset, "total_PgC_yr"].sum()
+            assert part == pytest.approx(total, rel=1e-9), (kind, name, member, rset)
+        if member != "ensemble":  # the conservation table names products' "observation"
+            c = cons[(cons["name"] == name)
+                     & (cons["member_id"] == (member if kind == "model" else "observation"))]
+            assert total == pytest.approx(float(c["total_regridded_PgC_yr"].iloc[0]),
+                                          rel=1e-9), (name, member)
+            assert total == pytest.approx(float(c["total_native_PgC_yr"].iloc[0]), rel=1e-6)
+        n += 1
+    totals = pd.read_csv(run_output / "tables" / "global_totals.csv")
+    rh = totals[(totals.variable_id == "rh") & totals.kind.isin(["model", "product"])]
+    assert n == len(rh)  # every rh dataset, each model's member mean and every product
+    assert {"remainder", "tropics", "temperate", "boreal", "SAH", "global"} <= set(reg.region)
+
+
+def test_regional_metrics_global_rows_are_table_1(run_output):
+    reg = pd.read_csv(run_output / "tables" / "regional_metrics.csv")
+    t1 = pd.read_csv(run_output / "tables" / "model_metrics.csv")
+    both = reg[reg["region"] == "global"].merge(t1, on=["source_id", "member_id"])
+    assert len(both) == len(t1)
+    for k in ("rmse", "r2", "bias", "n_within_mad"):
+        np.testing.assert_allclose(both[f"{k}_x"], both[f"{k}_y"], rtol=1e-8)
+
+
+def test_residual_response_to_map_follows_the_planted_driver(run_output):
+    """The ESM residual binned by MAP follows the planted MAP bias binned the same way, and
+    rises from the bin holding the bias centre to the wettest bin."""
+    from rhcloud.core.responses import binned
+    from rhcloud.world import planted
+
+    resp = pd.read_csv(run_output / "tables" / "responses.csv")
+    esm = resp[(resp.covariate == "MAP") & (resp.variable == "residual")
+               & (resp.name == "residual_median")].sort_values("bin")
+    res = xr.open_zarr(run_output / "results.zarr")
+    lat2, lon2 = np.meshgrid(res.lat.values, res.lon.values, indexing="ij")
+    edges = np.append(esm["lower"].to_numpy(), esm["upper"].iloc[-1])
+    bias = binned(np.where(np.isfinite(res["obs_median"].values),
+                           planted.map_bias(lat2, lon2), np.nan), res["cov_MAP"].values, edges)
+    assert np.corrcoef(esm["mean"], bias["mean"])[0, 1] > 0.7
+    centre = int(np.searchsorted(edges, planted.MAP_BIAS_CENTRE, side="right") - 1)
+    rise = esm["mean"].iloc[-1] - esm["mean"].iloc[centre]
+    assert rise > 0.5 * (bias["mean"].iloc[-1] - bias["mean"].iloc[centre]) > 0
+    assert esm["mean"].iloc[-1] == esm["mean"].max()
+
+
+def test_the_wet_biased_model_scores_lowest_on_the_map_response(run_output):
+    from rhcloud.world import planted
+
+    scores = pd.read_csv(run_output / "tables" / "scores.csv")
+    ens = scores[scores.member_id == "ensemble"].set_index("source_id")
+    assert ens["score_response_MAP"].idxmin() == planted.WET_BIAS_MODEL
+    assert ((scores.filter(like="score_") >= 0) & (scores.filter(like="score_") <= 1)).all(
+        axis=None)
+    assert sorted(ens["rank"].astype(int)) == list(range(1, len(ens) + 1))
+
+
+def test_cmec_bundle_parses_and_equals_the_tables(run_output):
+    metrics = json.loads((run_output / "cmec" / "metrics.json").read_text())
+    output = json.loads((run_output / "cmec" / "output.json").read_text())
+    assert metrics["DIMENSIONS"]["json_structure"] == ["model", "region", "metric"]
+    results = metrics["RESULTS"]
+    assert set(metrics["DIMENSIONS"]["model"]) == set(results)
+    reg = pd.read_csv(run_output / "tables" / "regional_metrics.csv")
+    for row in reg.itertuples(index=False):
+        key = row.source_id if row.member_id == "ensemble" else \
+            f"{row.source_id} {row.member_id}"
+        cell = results[key][row.region]
+        for m in ("total_PgC_yr", "n_within_mad", "rmse", "r2", "bias"):
+            want = getattr(row, m)
+            assert (cell[m] is None) if pd.isna(want) else cell[m] == pytest.approx(want,
+                                                                                    rel=1e-12)
+    scores = pd.read_csv(run_output / "tables" / "scores.csv")
+    row = scores[scores.member_id == "ensemble"].iloc[0]
+    assert results[row.source_id]["global"]["score_overall"] == pytest.approx(
+        row.score_overall, rel=1e-12)
+    for section in ("data", "plots", "html", "metrics"):
+        for entry in output[section].values():
+            assert (run_output / entry["filename"]).exists(), entry["filename"]
+    assert output["data"]["scores"]["filename"] == "tables/scores.csv"
+    assert "scores_portrait" in output["plots"]
+
+
+def test_summary_prints_the_score_ranking_after_table_1(run_output):
+    printed = (run_output.parent / "stdout.txt").read_text()
+    assert printed.index("overall score ranking") > printed.index("Table 1")
+    scores = pd.read_csv(run_output / "tables" / "scores.csv")
+    best = scores[(scores.member_id == "ensemble") & (scores["rank"] == 1)].source_id.iloc[0]
+    lines = printed.splitlines()
+    i = next(k for k, x in enumerate(lines) if x.startswith("overall score ranking"))
+    assert lines[i + 2].split()[:2] == ["1", best]  # after the header line
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_report_opens_in_headless_chromium(run_output, tmp_path):
     shot = tmp_path / "report.png"
@@ -182,6 +300,25 @@ def test_report_opens_in_headless_chromium(run_output, tmp_path):
     done = subprocess.run(["chromium", *flags, "--window-size=1200,3000",
                            f"--screenshot={shot}", url], capture_output=True, timeout=120)
     assert done.returncode == 0 and shot.stat().st_size > 50_000
+    # the contents link every new section, which renders when scrolled to
+    for anchor in ("s-scores", "s-regions", "s-functional-responses", "s-models",
+                   "s-models--canesm5"):
+        assert f"href='#{anchor}'" in dom.stdout or f'href="#{anchor}"' in dom.stdout, anchor
+        assert f'id="{anchor}"' in dom.stdout or f"id='{anchor}'" in dom.stdout, anchor
+    assert "localeCompare" in dom.stdout  # the sortable tables' script is inline
+    # a window tall enough for the scores, regions, responses, maps and the first models:
+    # every band of it is drawn (no blank stretch where a section failed to render)
+    from PIL import Image
+
+    tall = tmp_path / "report-tall.png"
+    done = subprocess.run(["chromium", *flags, "--window-size=1200,12000",
+                           f"--screenshot={tall}", url], capture_output=True, timeout=240)
+    assert done.returncode == 0
+    pixels = np.asarray(Image.open(tall).convert("L"))
+    assert pixels.shape == (12000, 1200)
+    drawn = (pixels < 240).mean(axis=1)
+    bands = drawn.reshape(12, 1000).max(axis=1)
+    assert (bands > 0.05).all(), bands
 
 
 def test_summary_names_the_report_in_the_bucket(run_output):
