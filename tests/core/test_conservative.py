@@ -253,7 +253,8 @@ def test_land_total_units_and_table():
             R.conservation_row("empty", "r1i1p1f1", 0.0, 0.0)]
     table = R.conservation_table(rows)
     assert list(table.columns) == ["name", "member_id", "total_native_PgC_yr",
-                                   "total_regridded_PgC_yr", "rel_error", "variable_id"]
+                                   "total_regridded_PgC_yr", "rel_error", "variable_id",
+                                   "ice_sheet_missing_share"]
     assert table["rel_error"].tolist() == pytest.approx([0.01, 0.0])
 
 
