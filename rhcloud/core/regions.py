@@ -139,13 +139,18 @@ def regional_totals(flux: xr.DataArray, landfrac: xr.DataArray, area: xr.DataArr
 
 
 def regional_metrics(model: xr.DataArray, median: xr.DataArray, mad: xr.DataArray,
-                     fractions: xr.DataArray) -> pd.DataFrame:
+                     fractions: xr.DataArray,
+                     weights: xr.DataArray | None = None) -> pd.DataFrame:
     """Table 1 per region for one 2-D model field (see the module docstring), one row per
-    region of ``fractions`` and a ``global`` row (f = 1: Table 1 itself)."""
+    region of ``fractions`` and a ``global`` row (f = 1: Table 1 itself). ``weights``: the
+    evaluation's cell weights (NaN: not evaluated), which weight the moments as in Table 1;
+    cell counts stay fraction-weighted counts."""
     m, o, d = _flat(model), _flat(median), _flat(mad)
-    ok = np.isfinite(m) & np.isfinite(o)
+    cw = np.ones_like(m) if weights is None else _flat(weights)
+    ok = np.isfinite(m) & np.isfinite(o) & np.isfinite(cw) & (cw > 0)
     f = np.asarray(fractions.values, dtype=np.float64).reshape(fractions.sizes["region"], -1)
-    w = np.vstack([f[:, ok], np.ones((1, int(ok.sum())))])
+    counts = np.vstack([f[:, ok], np.ones((1, int(ok.sum())))])
+    w = counts * cw[ok]
     m, o, e = m[ok], o[ok], m[ok] - o[ok]
     within = (np.abs(e) <= d[ok]).astype(np.float64)
     n = w.sum(axis=1)
@@ -161,8 +166,8 @@ def regional_metrics(model: xr.DataArray, median: xr.DataArray, mad: xr.DataArra
     regions = [*fractions["region"].values.tolist(), GLOBAL]
     sets = [*fractions["region_set"].values.tolist(), GLOBAL]
     return pd.DataFrame({
-        "region": regions, "region_set": sets, "n_cells": n,
-        "n_within_mad": w @ within,
+        "region": regions, "region_set": sets, "n_cells": counts.sum(axis=1),
+        "n_within_mad": counts @ within,
         "rmse": np.where(empty, np.nan, rmse), "r2": np.where(empty, np.nan, r2),
         "bias": np.where(empty, np.nan, bias)})
 

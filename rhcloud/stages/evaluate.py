@@ -182,7 +182,8 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
             fractions = R.region_fractions(results[["lat_bnds", "lon_bnds"]],
                                            tuple(opts.regions), opts.region_resolution)
             fields["region_fraction"] = fractions
-            tables.update(regional_tables(results, views, fractions))
+            tables.update(regional_tables(results, views, fractions,
+                                          fields.get("evaluation_weight")))
         covariates = {c: fields[f"cov_{c}"] for c in opts.responses if f"cov_{c}" in fields}
         missing = [c for c in opts.responses if c not in covariates]
         if missing:
@@ -228,15 +229,19 @@ def model_views(results: xr.Dataset):
                members.max("dataset").values)
 
 
-def regional_tables(results: xr.Dataset, views: list, fractions: xr.DataArray
-                    ) -> dict[str, pd.DataFrame]:
+def regional_tables(results: xr.Dataset, views: list, fractions: xr.DataArray,
+                    weights: xr.DataArray | None = None) -> dict[str, pd.DataFrame]:
     """``regional_totals`` (models, products, summaries per region, on the reference grid)
     and ``regional_metrics`` (Table 1 per region and dataset, the models' 'ensemble' rows
     the member means of each metric, as in Table 1)."""
     area = results["cell_area"]
     labels = [*fractions["region"].values.tolist(), R.GLOBAL]
     sets = [*fractions["region_set"].values.tolist(), R.GLOBAL]
+    # Table 1's cells and weights (``weights``: the evaluation options'), so that the global
+    # rows are Table 1
     med, mad = results["obs_median"], results["obs_mad"]
+    if weights is not None:
+        med, mad = med.where(weights.notnull()), mad.where(weights.notnull())
     rows, metric_rows = [], []
 
     def total_rows(kind, name, member, values):
@@ -248,7 +253,7 @@ def regional_tables(results: xr.Dataset, views: list, fractions: xr.DataArray
         if mid == ENSEMBLE:
             continue
         rows += total_rows("model", sid, mid, R.regional_totals(field_, land, area, fractions))
-        metric_rows.append(R.regional_metrics(field_, med, mad, fractions)
+        metric_rows.append(R.regional_metrics(field_, med, mad, fractions, weights)
                            .assign(source_id=sid, member_id=mid))
     totals = pd.DataFrame(rows)
     ens = totals.groupby(["region", "region_set", "name"], as_index=False, sort=False)[
