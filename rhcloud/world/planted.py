@@ -246,7 +246,7 @@ def model_error_field(truth: ModelTruth, lat: np.ndarray, lon: np.ndarray,
 # ---------------------------------------------------------------------------------------
 
 WET_BIAS_MODEL = "NorESM2-LM"
-WET_BIAS_AMPLITUDE = 350.0  # g C m-2 yr-1 at MAP >= centre + width
+WET_BIAS_AMPLITUDE = 500.0  # g C m-2 yr-1 at MAP >= centre + width
 WET_BIAS_CENTRE = 1000.0  # mm yr-1
 WET_BIAS_WIDTH = 1500.0  # mm yr-1
 
