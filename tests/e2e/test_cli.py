@@ -27,7 +27,8 @@ def test_world_then_run(tmp_path, capsys):
     assert "4 datasets used from 2 models, 0 excluded" in out
     assert "no observation product: Table 1 and residuals skipped" in out
     totals = pd.read_csv(tmp_path / "out" / "tables" / "global_totals.csv")
-    assert list(totals.columns) == ["kind", "name", "member_id", "total_PgC_yr", "variable_id"]
+    assert list(totals.columns) == ["kind", "name", "member_id", "total_PgC_yr", "variable_id",
+                                    "landfrac_source"]  # issue 12: which land fraction
     assert sorted(totals.member_id) == ["r1i1p1f1", "r1i1p1f2", "r2i1p1f1", "r2i1p1f2"]
     want = sorted(v["total_PgC_yr"] for v in truth["datasets"].values()
                   if v["variable_id"] == "rh")
