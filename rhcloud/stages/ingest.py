@@ -361,10 +361,12 @@ def open_inputs(selection: pd.DataFrame, config: Config, chunks: dict[str, int] 
 GROUPS = ("products", "npp", "covariates")
 
 
-def _fail(entry: dict[str, Any], exc: BaseException) -> Exclusion:
+def file_exclusion(entry: dict[str, Any], exc: BaseException,
+                   stage: str = "ingest") -> Exclusion:
+    """The exclusion of an observation file (named by its path) that ``stage`` could not use."""
     name = entry.get("name") or entry.get("reader", "?")
     return Exclusion(str(entry.get("path", name)),
-                     f"{name}: {type(exc).__name__}: {exc}", "ingest")
+                     f"{name}: {type(exc).__name__}: {exc}", stage)
 
 
 @dataclass
@@ -385,7 +387,7 @@ class Reads:
             try:
                 out.append((entry, ds.compute()))
             except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
-                self.excluded.append(_fail(entry, exc))
+                self.excluded.append(file_exclusion(entry, exc))
         return out
 
 
@@ -404,7 +406,7 @@ def start_reads(config: Config) -> Reads:
                 getattr(reads, group).append(
                     (entry, products.read_entry(entry, config.storage_options)))
             except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
-                reads.excluded.append(_fail(entry, exc))
+                reads.excluded.append(file_exclusion(entry, exc))
     lazy = [*reads.products, *reads.npp, *reads.covariates]
     # one persist for all (read in parallel); each is then gathered on its own so that a
     # failing file is its own failure. (A single dask.compute over several readers'

@@ -27,7 +27,7 @@ from rhcloud.core import conservative, grids
 from rhcloud.core.coords import find_lat_lon
 from rhcloud.errors import Exclusion
 from rhcloud.products import field_name, grid_of
-from rhcloud.stages.ingest import GROUPS, Reads, _fail
+from rhcloud.stages.ingest import GROUPS, Reads, file_exclusion
 from rhcloud.storage.fieldstore import FieldStore
 
 
@@ -144,7 +144,7 @@ def observations_to_reference(reads: Reads, reference: xr.Dataset) -> Observatio
             try:
                 on_ref, row = to_reference(native, reference)
             except Exception as exc:  # noqa: BLE001 - one bad file never sinks the run
-                reads.excluded.append(_fail(entry, exc))
+                reads.excluded.append(file_exclusion(entry, exc, "regrid"))
                 continue
             named[name] = on_ref
             if row is not None:  # categorical fields have no total to conserve
