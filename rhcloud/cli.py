@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rhcloud.config import ConfigError, load_config
 from rhcloud.storage.paths import redact_text
+from rhcloud.storage.sessions import close_http_sessions
 
 DEMO_WORLD = Path("demo-world")
 DEMO_OUTPUT = Path("demo-output")
@@ -160,6 +161,7 @@ def entry() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    close_http_sessions()  # before gcsfs's exit-time finalizers, which would fail on them
     sys.exit(code)
 
 

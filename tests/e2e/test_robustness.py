@@ -253,9 +253,6 @@ def _assert_prompt(run: _Run, seconds: float) -> None:
     _no_traceback(run.text)
 
 
-@pytest.mark.xfail(strict=False, reason="after the merge with issue 12's observation files, a "
-                   "weakref finalizer prints a traceback at interpreter exit after Ctrl-C "
-                   "during opening (the run itself stops in time); open in issue 13")
 def test_interrupt_while_opening_stores(small_world, gcs_world, tmp_path):
     """Every store's consolidated metadata is held 30 s by the proxy: SIGINT while the
     stores are being opened ends the run within 10 s (the opening threads are not waited
