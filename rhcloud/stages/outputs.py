@@ -69,7 +69,9 @@ class RunResult:
         metrics = t["model_metrics"]
         if not metrics.empty:
             lines += ["", "Table 1 (member means; all members in tables/model_metrics.csv):"]
-            ens = metrics[metrics["member_id"] == "ensemble"][METRIC_COLUMNS]
+            ens = metrics[metrics["member_id"] == "ensemble"][METRIC_COLUMNS].copy()
+            for count in ("n_cells", "n_within_mad"):  # counts of cells: 7458, not 7.46e+03
+                ens[count] = ens[count].round().astype("Int64")
             lines.append(ens.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
         scores = t.get("scores", pd.DataFrame())
         if not scores.empty:

@@ -151,7 +151,7 @@ MODEL_SCALES: dict[str, tuple[float, float]] = {
     "BCC-CSM2-MR": (0.85, 1.10),
     "BCC-ESM1": (0.75, 1.15),
     "CanESM5": (1.65, 1.05),
-    "CESM2": (0.90, 1.12),
+    "CESM2": (1.10, 1.12),
     "CNRM-ESM2-1": (1.20, 1.08),
     "E3SM-1-1-ECA": (0.67, 1.20),
     "IPSL-CM6A-LR": (1.00, 1.10),
@@ -185,19 +185,19 @@ ACTIVE_HALF_G_M2_YR = 50.0  # the own error is damped by Rh / (Rh + this)
 
 MODEL_ERRORS: dict[str, tuple[float, float]] = {
     # source_id: (sd of its own additive error, g C m-2 yr-1; sd of its pattern error, 1)
-    "BCC-CSM2-MR": (240.0, 0.35),
-    "BCC-ESM1": (300.0, 0.40),
-    "CanESM5": (220.0, 0.36),
-    "CESM2": (200.0, 0.25),
+    "BCC-CSM2-MR": (60.0, 0.5),
+    "BCC-ESM1": (280.0, 0.5),
+    "CanESM5": (280.0, 0.15),
+    "CESM2": (220.0, 0.15),
     "CNRM-ESM2-1": (170.0, 0.25),
-    "E3SM-1-1-ECA": (220.0, 0.38),
-    "IPSL-CM6A-LR": (280.0, 0.35),
-    "MIROC-ES2L": (250.0, 0.20),
-    "MPI-ESM1-2-LR": (200.0, 0.30),
-    "NorCPM1": (230.0, 0.30),
-    "NorESM2-LM": (300.0, 0.40),
-    "SAM0-UNICON": (220.0, 0.40),
-    "UKESM1-0-LL": (260.0, 0.40),
+    "E3SM-1-1-ECA": (110.0, 0.475),
+    "IPSL-CM6A-LR": (140.0, 0.5),
+    "MIROC-ES2L": (250.0, 0.15),
+    "MPI-ESM1-2-LR": (250.0, 0.175),
+    "NorCPM1": (200.0, 0.15),
+    "NorESM2-LM": (300.0, 0.4),
+    "SAM0-UNICON": (230.0, 0.375),
+    "UKESM1-0-LL": (250.0, 0.425),
 }
 DEFAULT_MODEL_ERROR = (230.0, 0.35)
 
