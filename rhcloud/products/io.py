@@ -32,14 +32,36 @@ def open_netcdf(path: str | Path, storage_options: dict | None = None,
     try:
         if is_remote(path):
             f = fsspec.open(str(path), mode="rb", **(storage_options or {})).open()
-            return xr.open_dataset(f, engine="h5netcdf", chunks=chunks or {},
-                                   decode_times=coder)
+            try:
+                return xr.open_dataset(f, engine="h5netcdf", chunks=chunks or {},
+                                       decode_times=coder)
+            except RuntimeError as err:
+                if "H5DS" not in str(err):
+                    raise
+                f.close()
+                return _open_in_memory(path, storage_options, coder)
         return xr.open_dataset(path, chunks=chunks or {}, decode_times=coder)
     except FileNotFoundError:
         raise ProductError(f"{path}: file not found") from None
     except (OSError, ValueError) as err:
         raise ProductError(f"{path}: cannot open as NetCDF ({type(err).__name__}: {err})") \
             from err
+
+
+def _open_in_memory(path: str | Path, storage_options: dict | None,
+                    coder: xr.coders.CFDatetimeCoder) -> xr.Dataset:
+    """The file's bytes read by netCDF4 from memory, loaded. For when h5py cannot read HDF5
+    dimension scales: with two HDF5 libraries in one process (the pip wheels of h5py 3.15
+    and netCDF4 1.7.3 each bundle one; HDF5 issue 6268) every ``H5DSget_num_scales`` fails,
+    so h5netcdf cannot open any netCDF-4 file, while netCDF4 reads it. Loaded at once
+    because an in-memory netCDF4 dataset cannot travel to the workers."""
+    import netCDF4
+
+    data = fsspec.open(str(path), mode="rb", **(storage_options or {})).open().read()
+    # the name only labels the dataset; a URL there would send netCDF4 to OPeNDAP
+    nc = netCDF4.Dataset(str(path).rsplit("/", 1)[-1], mode="r", memory=data)
+    with xr.open_dataset(xr.backends.NetCDF4DataStore(nc), decode_times=coder) as ds:
+        return ds.load()
 
 
 GDAL_PREFIXES = {"gs://": "/vsigs/", "gcs://": "/vsigs/", "s3://": "/vsis3/",

@@ -332,6 +332,29 @@ def test_netcdf_through_fsspec_url_and_geotiff_urls_to_gdal(obs, read_all):
         read_entry({**soc, "path": "memory://x/soc.tif"})
 
 
+def test_netcdf_url_when_h5py_cannot_read_dimension_scales(obs, read_all, monkeypatch):
+    """With two HDF5 libraries loaded (pip wheels of h5py 3.15 and netCDF4 1.7.3, as in the
+    Pangeo image's versions installed by pip) h5netcdf fails on every file; netCDF4 reads
+    the same bytes from memory and the product is the same."""
+    real_open = xr.open_dataset
+
+    def h5netcdf_broken(obj, *args, engine=None, **kwargs):
+        if engine == "h5netcdf":
+            raise RuntimeError("Unspecified error in H5DSget_num_scales (return value <0)")
+        return real_open(obj, *args, engine=engine, **kwargs)
+
+    monkeypatch.setattr(xr, "open_dataset", h5netcdf_broken)
+    mem = fsspec.filesystem("memory")
+    entry = obs["products"][2]
+    with open(entry["path"], "rb") as f:
+        mem.pipe("/rhcloud-h5ds/konings.nc", f.read())
+    try:
+        ds = read_entry({**entry, "path": "memory://rhcloud-h5ds/konings.nc"})
+        np.testing.assert_array_equal(ds["flux"].values, read_all["konings2019"][0]["flux"])
+    finally:
+        mem.rm("/rhcloud-h5ds", recursive=True)
+
+
 # --------------------------------------------------------------------------------------
 # bad inputs: clear errors naming the file
 # --------------------------------------------------------------------------------------
