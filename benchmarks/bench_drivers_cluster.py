@@ -8,7 +8,7 @@
 
 ``prepare``: the paper-size run (``catalogs/paper.yaml`` on the demo world, as
 ``bench_paper.py``) with the drivers off, keeping its ``results.zarr`` (the residual fields and
-covariates on T127). ``stage``: the drivers stage (``rhcloud.drivers_stage.run_drivers``, both
+covariates on T127). ``stage``: the drivers stage (``rhcloud.stages.drivers.run_drivers``, both
 residuals, all five structures with and without nugget, exact likelihood) on those fields,
 in this process or on a LocalCluster of 2 single-threaded workers; writes every fit (logLik,
 range, nugget, coefficients, SEs) and its recorded seconds, evaluations and worker to a JSON.
@@ -43,13 +43,13 @@ def prepare(out: Path) -> Path:
     from bench_paper import paper_config
 
     from rhcloud.config import config_from_dict
-    from rhcloud.pipeline import run_pipeline
+    from rhcloud.pipeline import run
     from rhcloud.world import WorldParams, generate_world
 
     world = generate_world(ROOT / "demo-world", WorldParams())
     cfg = paper_config(world, str(out))
     cfg["drivers"] = {**cfg.get("drivers", {}), "residuals": []}
-    run_pipeline(config_from_dict(cfg), progress=print)
+    run(config_from_dict(cfg), progress=print)
     return out / "results.zarr"
 
 
@@ -109,7 +109,15 @@ def stage(fields_path: Path, mode: str, grid: str | None = None,
     import functools
 
     import xarray as xr
-    from rhcloud.drivers_stage import run_drivers
+
+    try:  # this code's stage layout
+        from rhcloud.config import DriversOptions
+        from rhcloud.stages.drivers import run_drivers
+    except ImportError:  # the previous code (3a0cfeb): options as a dict
+        from rhcloud.drivers_stage import run_drivers
+
+        def DriversOptions(**kw):  # noqa: N802
+            return kw
 
     import rhcloud.drivers.api as api
 
@@ -136,7 +144,7 @@ def stage(fields_path: Path, mode: str, grid: str | None = None,
         kw = {"client": client} if client is not None else {}
         with PeakRSS() as mem:
             t0 = time.perf_counter()
-            outcome = run_drivers(fields, opts, **kw)
+            outcome = run_drivers(fields, DriversOptions(**opts), **kw)
             wall = time.perf_counter() - t0
     finally:
         if client is not None:

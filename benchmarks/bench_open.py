@@ -36,8 +36,8 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import numpy as np  # noqa: E402
 
-from rhcloud import catalog  # noqa: E402
 from rhcloud.config import Config  # noqa: E402
+from rhcloud.stages.catalog import select_datasets  # noqa: E402
 from rhcloud.stages.climatology import collect_climatologies  # noqa: E402
 from rhcloud.testing.emulator import GCSEmulator, world_seed  # noqa: E402
 from rhcloud.testing.faultproxy import FaultProxy  # noqa: E402
@@ -108,8 +108,7 @@ def main() -> None:
                         output=str(Path(tmp) / "out"), **extra)
             cfg = {"concurrent": Config(**base, open_concurrency=args.concurrency),
                    "serial": Config(**base, open_concurrency=1)}
-            selection, _ = catalog.select(
-                catalog.open_catalog(cfg["serial"].catalog, opts).df, cfg["serial"])
+            selection = select_datasets(cfg["serial"]).datasets
             n_fx = int(selection["areacella_zstore"].nunique()
                        + selection["sftlf_zstore"].nunique())
             times: dict[str, list[float]] = {"concurrent": [], "serial": []}
