@@ -13,7 +13,8 @@ without), without subsample searches; the GAMM starts from its GLS fit. The repo
 Without a client the fits run here, one after another, in the order of the table (as
 :func:`rhcloud.drivers.gls.aic_table` does). With a ``distributed.Client`` every correlated
 GLS fit, and each GAMM (with and without the factor), is a task: the residual's table of
-cells (:class:`FitData`) is scattered once; each worker builds the distance matrix of a
+cells (:class:`FitData`, kilobytes) is sent once to every worker (a table on one worker
+would pull every fit to it: the scheduler places a task beside its data); each worker builds the distance matrix of a
 metric when a fit first needs it and keeps it for the fits it runs (:class:`Resources`, one
 per worker process, keyed by a digest of the coordinates); the client never holds an n x n
 matrix. A fit starts as soon as the fits it starts from are done. The client reads and
@@ -491,7 +492,9 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
     stage0 = time.time()
     t_start = time.perf_counter()
     shares = core_shares(client)
-    scattered = {label: client.scatter(d, hash=False) for label, d in plan.data.items()}
+    # on every worker: scattered to one, the fits would all be placed beside it
+    scattered = {label: client.scatter(d, hash=False, broadcast=True)
+                 for label, d in plan.data.items()}
     done: dict[Node, GLSFit | None] = {}
     futures: dict[Any, tuple] = {}
     ac = as_completed()
