@@ -11,6 +11,7 @@ where the file was read lazily; nothing here computes a whole raster.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +28,31 @@ from rhcloud.storage.paths import is_remote
 
 def open_netcdf(path: str | Path, storage_options: dict | None = None,
                 chunks: dict | None = None) -> xr.Dataset:
-    """Open a NetCDF file (local or fsspec URL) lazily, times decoded with cftime."""
+    """Open a NetCDF file (local or fsspec URL) lazily, times decoded with cftime. Every
+    fill value the file declares (``_FillValue``, ``missing_value``) reads as missing."""
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
-    try:
-        if is_remote(path):
-            f = fsspec.open(str(path), mode="rb", **(storage_options or {})).open()
-            try:
-                return xr.open_dataset(f, engine="h5netcdf", chunks=chunks or {},
-                                       decode_times=coder)
-            except RuntimeError as err:
-                if "H5DS" not in str(err):
-                    raise
-                f.close()
-                return _open_in_memory(path, storage_options, coder)
-        return xr.open_dataset(path, chunks=chunks or {}, decode_times=coder)
-    except FileNotFoundError:
-        raise ProductError(f"{path}: file not found") from None
-    except (OSError, ValueError) as err:
-        raise ProductError(f"{path}: cannot open as NetCDF ({type(err).__name__}: {err})") \
-            from err
+    with warnings.catch_warnings():
+        # several declared fill values are all decoded to NaN, as intended: xarray's
+        # warning about them would only alarm the user
+        warnings.filterwarnings("ignore", message=".*multiple fill values",
+                                category=xr.SerializationWarning)
+        try:
+            if is_remote(path):
+                f = fsspec.open(str(path), mode="rb", **(storage_options or {})).open()
+                try:
+                    return xr.open_dataset(f, engine="h5netcdf", chunks=chunks or {},
+                                           decode_times=coder)
+                except RuntimeError as err:
+                    if "H5DS" not in str(err):
+                        raise
+                    f.close()
+                    return _open_in_memory(path, storage_options, coder)
+            return xr.open_dataset(path, chunks=chunks or {}, decode_times=coder)
+        except FileNotFoundError:
+            raise ProductError(f"{path}: file not found") from None
+        except (OSError, ValueError) as err:
+            raise ProductError(f"{path}: cannot open as NetCDF ({type(err).__name__}: "
+                               f"{err})") from err
 
 
 def _open_in_memory(path: str | Path, storage_options: dict | None,
