@@ -79,6 +79,11 @@ def profile_from_whitened(z: np.ndarray, logdet: float, reml: bool) -> Profile:
     return Profile(ll, beta, rss, logdet, r_xx)
 
 
+FLOAT32_GIVE_UP = 2
+"""After this many float32 factorizations in a row fail (C not positive-definite in single
+precision), a likelihood evaluates in float64 only."""
+
+
 class GLSLikelihood:
     """Profiled GLS log-likelihood of one structure, reusing a distance matrix and a buffer.
 
@@ -112,6 +117,7 @@ class GLSLikelihood:
         self.n_evals = 0
         self.n_evals32 = 0
         self.n_failed = 0
+        self.n_failed32 = 0  # float32 factorizations failed in a row
         self._cache: dict[tuple[float, float, bool], Profile | None] = {}
 
     def profile(self, range_: float = 1.0, nugget: float = 0.0,
@@ -136,7 +142,7 @@ class GLSLikelihood:
         if self.structure == "none" or self._is_identity(range_, nugget):
             self.n_evals += 1
             return _whiten_profile(None, self.xy, reml)
-        if single:
+        if single and self.n_failed32 < FLOAT32_GIVE_UP:
             self.n_evals32 += 1
             if self.work32 is None or self.work32.shape != self.dist.shape:
                 self.work32 = np.empty(self.dist.shape, dtype=np.float32)
@@ -144,10 +150,15 @@ class GLSLikelihood:
             chol, info = lapack.spotrf(self.work32.T, lower=1, overwrite_a=1, clean=0)
             if info == 0:
                 try:
-                    return _whiten_profile(chol, self.xy, reml, single=True)
+                    prof = _whiten_profile(chol, self.xy, reml, single=True)
+                    self.n_failed32 = 0
+                    return prof
                 except np.linalg.LinAlgError:
                     pass
-            # not positive-definite in float32: decide in float64
+            # not positive-definite in float32: decide in float64; after a few such in a
+            # row (a gaussian structure near its optimum, where C is ill-conditioned) the
+            # float32 attempt only adds its own cost to every evaluation
+            self.n_failed32 += 1
         self.n_evals += 1
         fill_correlation(self.structure, self.dist, range_, nugget, out=self.work)
         chol, info = lapack.dpotrf(self.work.T, lower=1, overwrite_a=1, clean=0)

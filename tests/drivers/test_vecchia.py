@@ -11,7 +11,7 @@ from drivers_helpers import planted_grid_world, simulate_gls_case
 from rhcloud.drivers import cli
 from rhcloud.drivers.api import choose_likelihood, fit_drivers
 from rhcloud.drivers.distances import chordal_km, great_circle_km, lonlat_euclidean
-from rhcloud.drivers.gls import _model_search, fit_gls, gls_loglik
+from rhcloud.drivers.gls import FLOAT32_GIVE_UP, GLSLikelihood, _model_search, fit_gls, gls_loglik
 from rhcloud.drivers.vecchia import VecchiaLikelihood, fit_gls_vecchia, ordered_neighbors
 
 
@@ -115,6 +115,23 @@ def test_float32_search_then_float64_polish_matches_float64():
     assert a.loglik == pytest.approx(gls_loglik(y, X, d, "rational", a.range, a.nugget_value),
                                      abs=1e-9)
     assert a.loglik == pytest.approx(b.loglik, abs=1e-4)
+
+
+def test_float32_given_up_after_failures_in_a_row():
+    """A gaussian C with a tiny nugget is positive-definite in float64 but not in float32:
+    after FLOAT32_GIVE_UP failed float32 attempts the likelihood no longer tries them, and
+    every value is the float64 one."""
+    lon, lat, X, y = _case(400, 3)
+    d = lonlat_euclidean(lon, lat)
+    lik = GLSLikelihood(y, X, d, "gaussian")
+    ranges = [30.0, 40.0, 50.0, 60.0, 80.0]
+    values = [lik.loglik(r, 1e-6, single=True) for r in ranges]
+    assert lik.n_evals32 == FLOAT32_GIVE_UP  # attempted, failed, then no more
+    assert lik.n_evals == len(ranges)
+    expected = [gls_loglik(y, X, d, "gaussian", r, 1e-6) for r in ranges]
+    assert np.isfinite(expected).all()
+    # float64 values (a float32 one is off by ~1e-3; C's conditioning allows 1e-10 here)
+    assert values == pytest.approx(expected, rel=1e-9)
 
 
 def test_model_search_reuses_evaluations():
