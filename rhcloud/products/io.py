@@ -45,8 +45,9 @@ def open_netcdf(path: str | Path, storage_options: dict | None = None,
                 except RuntimeError as err:
                     if "H5DS" not in str(err):
                         raise
-                    f.close()
-                    return _open_in_memory(path, storage_options, coder)
+                    f.seek(0)
+                    with f:  # the bytes of the file already open, not a second download
+                        return _open_in_memory(str(path), f.read(), coder)
             return xr.open_dataset(path, chunks=chunks or {}, decode_times=coder)
         except FileNotFoundError:
             raise ProductError(f"{path}: file not found") from None
@@ -55,18 +56,16 @@ def open_netcdf(path: str | Path, storage_options: dict | None = None,
                                f"{err})") from err
 
 
-def _open_in_memory(path: str | Path, storage_options: dict | None,
-                    coder: xr.coders.CFDatetimeCoder) -> xr.Dataset:
-    """The file's bytes read by netCDF4 from memory, loaded. For when h5py cannot read HDF5
+def _open_in_memory(path: str, data: bytes, coder: xr.coders.CFDatetimeCoder) -> xr.Dataset:
+    """A file's bytes (``data``, of ``path``) read by netCDF4 from memory, loaded. For when h5py cannot read HDF5
     dimension scales: with two HDF5 libraries in one process (the pip wheels of h5py 3.15
     and netCDF4 1.7.3 each bundle one; HDF5 issue 6268) every ``H5DSget_num_scales`` fails,
     so h5netcdf cannot open any netCDF-4 file, while netCDF4 reads it. Loaded at once
     because an in-memory netCDF4 dataset cannot travel to the workers."""
     import netCDF4
 
-    data = fsspec.open(str(path), mode="rb", **(storage_options or {})).open().read()
     # the name only labels the dataset; a URL there would send netCDF4 to OPeNDAP
-    nc = netCDF4.Dataset(str(path).rsplit("/", 1)[-1], mode="r", memory=data)
+    nc = netCDF4.Dataset(path.rsplit("/", 1)[-1], mode="r", memory=data)
     with xr.open_dataset(xr.backends.NetCDF4DataStore(nc), decode_times=coder) as ds:
         return ds.load()
 

@@ -311,16 +311,21 @@ def test_gimms_kg_to_g_by_hand(obs, read_all):
 # paths through fsspec
 # --------------------------------------------------------------------------------------
 
-def test_netcdf_through_fsspec_url_and_geotiff_urls_to_gdal(obs, read_all):
+def _konings_through_memory_url(obs, read_all, folder: str) -> None:
+    """Konings' NetCDF read from an fsspec ``memory://`` URL equals the local read."""
     mem = fsspec.filesystem("memory")
     entry = obs["products"][2]
     with open(entry["path"], "rb") as f:
-        mem.pipe("/rhcloud-test/konings.nc", f.read())
+        mem.pipe(f"/{folder}/konings.nc", f.read())
     try:
-        ds = read_entry({**entry, "path": "memory://rhcloud-test/konings.nc"})
+        ds = read_entry({**entry, "path": f"memory://{folder}/konings.nc"})
         np.testing.assert_array_equal(ds["flux"].values, read_all["konings2019"][0]["flux"])
     finally:
-        mem.rm("/rhcloud-test", recursive=True)
+        mem.rm(f"/{folder}", recursive=True)
+
+
+def test_netcdf_through_fsspec_url_and_geotiff_urls_to_gdal(obs, read_all):
+    _konings_through_memory_url(obs, read_all, "rhcloud-test")
     assert gdal_path("gs://bucket/warner/rh.tif") == "/vsigs/bucket/warner/rh.tif"
     assert gdal_path("s3://b/k.tif") == "/vsis3/b/k.tif"
     assert gdal_path("https://host/x.tif") == "/vsicurl/https://host/x.tif"
@@ -344,15 +349,7 @@ def test_netcdf_url_when_h5py_cannot_read_dimension_scales(obs, read_all, monkey
         return real_open(obj, *args, engine=engine, **kwargs)
 
     monkeypatch.setattr(xr, "open_dataset", h5netcdf_broken)
-    mem = fsspec.filesystem("memory")
-    entry = obs["products"][2]
-    with open(entry["path"], "rb") as f:
-        mem.pipe("/rhcloud-h5ds/konings.nc", f.read())
-    try:
-        ds = read_entry({**entry, "path": "memory://rhcloud-h5ds/konings.nc"})
-        np.testing.assert_array_equal(ds["flux"].values, read_all["konings2019"][0]["flux"])
-    finally:
-        mem.rm("/rhcloud-h5ds", recursive=True)
+    _konings_through_memory_url(obs, read_all, "rhcloud-h5ds")
 
 
 # --------------------------------------------------------------------------------------
