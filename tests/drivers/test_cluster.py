@@ -48,9 +48,41 @@ def _same(a, b, exact_gamm: bool = True):
     assert a.gamm.decision == b.gamm.decision
 
 
+def _slow_fits(seconds: float):
+    """Plant a pause before every GLS fit on the workers. The 150-cell fits take a few tens
+    of milliseconds: on a loaded machine one worker can finish, and steal, all of them before
+    the other one starts its first, so which workers fitted would be up to the machine's
+    load. A fit that lasts a second leaves each worker its share; the numbers are the same."""
+
+    def plant():
+        import time
+
+        import rhcloud.drivers.gls as g
+
+        real = g.fit_gls
+
+        def slow(*a, **kw):
+            time.sleep(seconds)
+            return real(*a, **kw)
+
+        g._real_fit_gls, g.fit_gls = real, slow
+
+    def unplant():
+        import rhcloud.drivers.gls as g
+
+        g.fit_gls = g._real_fit_gls
+
+    return plant, unplant
+
+
 def test_a_table_through_two_workers_is_the_in_process_table(client, data):
     here = _fit(data)
-    there = _fit(data, client=client)
+    plant, unplant = _slow_fits(1.0)
+    client.run(plant)
+    try:
+        there = _fit(data, client=client)
+    finally:
+        client.run(unplant)
     _same(there, here, exact_gamm=False)
     workers = set(client.scheduler_info()["workers"])
     gls_rows = [t for t in there.fit_timings if t["fit"] == "gls"]
