@@ -4,6 +4,7 @@
     python benchmarks/bench_drivers_cluster.py stage --mode in-process|cluster [--json F]
     python benchmarks/bench_drivers_cluster.py compare A.json B.json
     python benchmarks/bench_drivers_cluster.py scale F.json [--workers 2 11 22]
+        (F: a ``stage`` JSON, or a run's ``tables/drivers_summary.json``)
     python benchmarks/bench_drivers_cluster.py memory --grid regular:4 [--mode cluster]
 
 ``prepare``: the paper-size run (``catalogs/paper.yaml`` on the demo world, as
@@ -261,6 +262,14 @@ def scale(result: dict, workers: list[int], reference_s: float | None,
     return out
 
 
+def _as_stage(doc):
+    """A ``stage`` JSON as it is; a run's ``tables/drivers_summary.json`` (a list, one entry
+    per residual, its per-fit timings under ``fits``) in the shape ``scale`` reads."""
+    if isinstance(doc, dict):
+        return doc
+    return {"residuals": [{"residual": r["residual"], "fit_timings": r["fits"]} for r in doc]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -293,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             a.json.write_text(text)
         print(json.dumps({k: v for k, v in res.items() if k != "residuals"}, default=float))
         return 0
-    docs = [json.loads(f.read_text()) for f in a.files]
+    docs = [_as_stage(json.loads(f.read_text())) for f in a.files]
     if a.part == "compare":
         compare(docs[0], docs[1])
     else:

@@ -250,7 +250,10 @@ def _gamm_correlation(data: FitData, best: GLSFit, res: Resources):
 
 
 def _gamm_kwargs(best: GLSFit, data: FitData, whiten) -> dict[str, Any]:
-    start = None if best.structure == "none" else (best.range, max(best.nugget_value, 0.01))
+    # from the GLS optimum itself (fit_gamm keeps a start nugget within [1e-3, 0.95]): a
+    # start nugget raised to 0.01 put the paper-size median's GAMM (GLS nugget 0.0023) 180
+    # logLik below its optimum, 41 evaluations against 17 from 0.0023, ending lower
+    start = None if best.structure == "none" else (best.range, best.nugget_value)
     return {"structure": best.structure, "nugget": best.nugget, "start": start,
             "n_splines": data.n_splines, "whiten": whiten}
 

@@ -46,6 +46,26 @@ def test_fill_correlation_in_place_with_nugget(structure):
     np.testing.assert_allclose(upper[iu], expected[iu], rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("structure", corr.STRUCTURES)
+def test_float32_correlations_hold_no_entry_below_float32_resolution(structure):
+    """Entries below 2^-24 (half an ulp of 1 in float32) are 0, so no subnormal reaches the
+    single-precision Cholesky; the others are the float64 values to float32 accuracy, and the
+    float64 gaussian and exponential matrices hold no subnormal either."""
+    rng = np.random.default_rng(1)
+    lon, lat = rng.uniform(0, 60, 600), rng.uniform(-30, 30, 600)
+    d = lonlat_euclidean(lon, lat)
+    full64 = corr.fill_correlation(structure, d, 4.0, 0.05, full=True)
+    out = np.empty(d.shape, np.float32)
+    full32 = corr.fill_correlation(structure, d, 4.0, 0.05, out=out, full=True)
+    assert not np.any((full32 > 0) & (full32 < 2.0**-24))
+    # float32 arithmetic: a few ulps of 1 absolute (the spherical cubic cancels near s = 1)
+    np.testing.assert_allclose(full32, full64, rtol=1e-5, atol=4 * 2.0**-24)
+    if structure in ("gaussian", "exponential"):  # the test reaches the threshold
+        assert np.any((full64 > 0) & (full64 < 2.0**-24) & (full32 == 0))
+    tiny64 = np.finfo(np.float64).tiny
+    assert not np.any((full64 > 0) & (full64 < tiny64))
+
+
 def test_distances():
     lon = np.array([0.0, 1.0, 0.0, 180.0])
     lat = np.array([0.0, 0.0, 90.0, 0.0])
