@@ -202,15 +202,32 @@ def evaluate(config: Config, results: xr.Dataset, collected: Collected,
 ENSEMBLE = "ensemble"
 
 
+KEEP_VIEWS_BYTES = 256 * 2**20
+"""Up to this size (rh fields and land fractions of every dataset and member mean) the views
+are loaded once and kept for the three tables that pass over them; above, every pass
+streams them from the field store again, one field at a time."""
+
+
 @dataclass
 class ModelViews:
     """Iterates (source_id, member_id, rh field, land fraction) over every dataset with rh,
-    then each model's member mean ('ensemble'; its land fraction the members' largest),
-    loading one field at a time; each pass reads them again."""
+    then each model's member mean ('ensemble'; its land fraction the members' largest).
+    Kept in memory after the first pass when they fit in ``keep_bytes``; otherwise loaded
+    one field at a time, each pass reading them again (memory stays one field whatever
+    the number of members)."""
 
     results: xr.Dataset
+    keep_bytes: int = KEEP_VIEWS_BYTES
+    _kept: list | None = field(default=None, init=False, repr=False)
 
     def __iter__(self):
+        if self._kept is not None:
+            return iter(self._kept)
+        rh = self.results["rh"]
+        n = rh.sizes["dataset"] + self.results["rh_member_mean"].sizes["model"]
+        if 2 * n * rh.isel(dataset=0).nbytes <= self.keep_bytes:
+            self._kept = list(model_views(self.results))
+            return iter(self._kept)
         return model_views(self.results)
 
 

@@ -120,3 +120,21 @@ def test_cmec_metrics_equal_the_tables(ensemble):
     assert doc["RESULTS"]["FLAT"]["global"]["score_overall"] == \
         sc.loc[("FLAT", "ensemble"), "score_overall"]
     assert set(doc["DIMENSIONS"]["region"]) >= {"tropics", "remainder", "global", "SAH"}
+
+
+def test_kept_views_are_the_streamed_ones_and_tables_do_not_change(ensemble):
+    res, tables = ensemble
+    kept, streamed = evaluate.ModelViews(res), evaluate.ModelViews(res, keep_bytes=0)
+    passes = [list(kept), list(kept), list(streamed), list(streamed)]
+    assert kept._kept is not None and streamed._kept is None
+    assert [(s, m) for s, m, _, _ in passes[0]] == \
+        [*((s, m) for s, m in zip(res.source_id.values, res.member_id.values, strict=True)),
+         *((m, evaluate.ENSEMBLE) for m in res.rh_member_mean.model.values)]
+    for other in passes[1:]:
+        for a, b in zip(passes[0], other, strict=True):
+            assert a[:2] == b[:2]
+            np.testing.assert_array_equal(a[2], b[2])
+            np.testing.assert_array_equal(a[3], b[3])
+    again = evaluate.scores_table(res, streamed, tables["responses"],
+                                  {"bias": 1, "rmse": 2, "distribution": 1, "response": 1})
+    pd.testing.assert_frame_equal(again, tables["scores"], check_exact=True)
