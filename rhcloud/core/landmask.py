@@ -75,7 +75,7 @@ def land_fraction(grid: xr.Dataset, nsub: int = 6) -> np.ndarray:
     nlat, nlon = sub_lat.shape[0], sub_lon.shape[0]
     # the samples form a product of a latitude and a longitude axis: the mask is looked up
     # on the two 1-D axes broadcast against each other, never on nlat·nlon·nsub² coordinate
-    # pairs (a 0.25° product's 37 million samples: 0.3 s instead of 6 s)
+    # pairs (a 0.25° product's 37 million samples: 0.45 s instead of 6.1 s)
     mask = is_land(sub_lat.reshape(-1, 1), sub_lon.reshape(1, -1))
     return mask.reshape(nlat, nsub, nlon, nsub).mean(axis=(1, 3))
 

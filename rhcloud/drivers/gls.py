@@ -756,13 +756,15 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
     else:
         x0, alt = _warm_start(warm or [], nugget, bounds)
         use32 = (n >= SINGLE_MIN_N) if single is None else bool(single)
+        # a gaussian without nugget (exact likelihood): the worst-conditioned C of all (its
+        # spectrum decays faster than exponentially) and the sharpest profile
+        gauss0 = structure == "gaussian" and not nugget and isinstance(lik, GLSLikelihood)
         # not for corLin: its small nuggets make C ill-conditioned and float32 too noisy;
-        # nor for a gaussian without nugget, the worst-conditioned C of all (its spectrum
-        # decays faster than exponentially): there a float32 factorization that succeeds
-        # can be 200 logLik off (paper-size mean residual, range 65.2 km: -41080.1 in
-        # float32 against -40872.7), and the search ended 1.24 below the float64 optimum
+        # nor for gauss0: there a float32 factorization that succeeds can be 200 logLik off
+        # (paper-size mean residual, range 65.2 km: -41080.1 in float32 against -40872.7),
+        # and the search ended 1.24 below the float64 optimum
         use32 = (use32 and isinstance(lik, GLSLikelihood) and structure != "linear"
-                 and not (structure == "gaussian" and not nugget))
+                 and not gauss0)
         h0 = 0.15 if compact else 0.1
         obj_s = obj32 if use32 else obj
         if x0 is not None:
@@ -787,18 +789,18 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
                                 h_min=0.06 if compact else 0.03, max_evals=30)
             x_best, f_best, _ = _polish(obj, res, bounds, h=0.03 if compact else 0.01)
             message += "; float32 search, float64 polish"
-        elif n >= SINGLE_MIN_N and compact:  # large corLin fit, float64 (kinked: coarser)
-            res = _model_search(obj, x0, bounds, h=h0, tol=2e-3, h_conv=0.03, max_evals=30)
-            x_best, f_best = res.x, res.f
-        elif n >= SINGLE_MIN_N and not nugget:
-            # a large float64 1-D search (the gaussian without nugget): its profile is so
-            # sharp (curvature ~5e4 in log range at n = 7,458) that quadratic models fitted
-            # over 0.01-0.03 in log range stopped short of the optimum (-42726.09 and
-            # -42716.67 against -42712.07); Brent's method within e^±0.5 of the start
+        elif n >= SINGLE_MIN_N and gauss0:
+            # its profile is so sharp (curvature ~5e4 in log range at n = 7,458) that
+            # quadratic models fitted over 0.01-0.03 in log range stopped short of the
+            # optimum (-42726.09 and -42716.67 against -42712.07): a float64 1-D search by
+            # Brent's method within e^±0.5 of the start
             lo_, hi_ = max(bounds[0][0], x0[0] - 0.5), min(bounds[0][1], x0[0] + 0.5)
             res = minimize_scalar(lambda t: obj(np.array([t])), bounds=(lo_, hi_),
                                   method="bounded", options={"xatol": 1e-4})
             x_best, f_best = np.array([float(res.x)]), float(res.fun)
+        elif n >= SINGLE_MIN_N:  # large corLin or Vecchia fit, float64 (kinked: coarser)
+            res = _model_search(obj, x0, bounds, h=h0, tol=2e-3, h_conv=0.03, max_evals=30)
+            x_best, f_best = res.x, res.f
         else:
             res = _model_search(obj, x0, bounds, h=h0, tol=2e-4, h_conv=0.01, max_evals=60)
             x_best, f_best = res.x, res.f
