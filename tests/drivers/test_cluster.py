@@ -167,3 +167,42 @@ def test_warm_starts_on_a_large_table_in_process_and_on_the_cluster(client, data
     got = here[1].gls_aic().set_index(["structure", "nugget"]).loglik
     ref = cold.gls_aic().set_index(["structure", "nugget"]).loglik
     assert (got - ref.loc[got.index]).min() > -1e-6
+
+
+class _Watched:
+    """A client that records, at each submission, the worker it names and how many of the
+    tasks submitted before are not done yet."""
+
+    def __init__(self, client):
+        self._client = client
+        self.submitted: list[tuple[list[str] | None, int]] = []
+        self._futures: list = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def submit(self, *args, **kw):
+        running = sum(not f.done() for f in self._futures)
+        self.submitted.append((kw.get("workers"), running))
+        fut = self._client.submit(*args, **kw)
+        self._futures.append(fut)
+        return fut
+
+
+def test_fits_wait_on_the_client_until_a_worker_thread_is_free(client, data):
+    """The scheduler would queue a fit behind a busy worker's long fit while the other one
+    idles: each fit goes out only when a thread is free, to that worker."""
+    plant, unplant = _slow_fits(0.5)
+    client.run(plant)
+    watched = _Watched(client)
+    try:
+        there = _fit(data, client=watched)
+    finally:
+        client.run(unplant)
+    workers = set(client.nthreads())
+    threads = sum(client.nthreads().values())
+    assert len(watched.submitted) == 2 * len(STRUCTURES) + 2  # the GLS fits and two GAMMs
+    for named, running in watched.submitted:
+        assert named is not None and len(named) == 1 and named[0] in workers
+        assert running < threads  # never more tasks out than threads
+    _same(there, _fit(data), exact_gamm=False)
