@@ -37,11 +37,11 @@ from rhcloud.drivers.gls import (  # noqa: E402
     _NUG_LO,
     GLSLikelihood,
     _expit,
-    _logit,
     _min_positive,
     _model_search,
     _optimize,
     _range_bounds,
+    _warm_start,
 )
 from rhcloud.stages.drivers import drivers_inputs  # noqa: E402
 
@@ -79,10 +79,8 @@ def reference(run: Path, label: str, structures: list[str], old: dict | None) ->
                     cands["old"] = (f["range"], f.get("nugget_value", 0.0), f["loglik"])
                 t0 = time.perf_counter()
                 best = None
-                for r, v, _ in cands.values():
-                    x0 = [math.log(r)] + ([_logit(min(max(v, _expit(_NUG_LO)), 0.999))]
-                                          if nug else [])
-                    x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+                first, alt = _warm_start([(r, v) for r, v, _ in cands.values()], nug, bounds)
+                for x0 in [first, *alt]:
                     if s in ("spherical", "linear"):
                         x, fx = _optimize(obj, x0, bounds, tight=True, step=0.02)
                     else:

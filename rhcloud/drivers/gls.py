@@ -503,10 +503,11 @@ def _polish(obj, res: SearchResult, bounds: list[tuple[float, float]], h: float 
             ) -> tuple[np.ndarray, float, float]:
     """Newton steps in float64 from the float32 search's optimum.
 
-    ``obj`` is the float64 objective. At each point the gradient comes from forward
-    differences of step ``h`` (corrected with the model Hessian's diagonal); the Hessian
-    starts as the float32 model's and is updated by BFGS from the gradients of successive
-    points. Steps (at most ``max_steps``, each at most 0.1 long) are taken while the model
+    ``obj`` is the float64 objective. At the start the gradient comes from central
+    differences of step ``h``, whose float64 curvatures replace the float32 model Hessian's
+    diagonal (its correlation is kept); at later points from forward differences corrected
+    with the current Hessian's diagonal, the Hessian updated by BFGS from the gradients of
+    successive points. Steps (at most ``max_steps``, each at most 0.1 long) are taken while the model
     predicts a gain above ``gain_tol`` and the step's point is better. Returns the best point,
     its float64 value and the gain the last model still predicts from it (``inf`` when no
     model could be made: no convex float32 model, or a difference point not positive-

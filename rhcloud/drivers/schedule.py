@@ -543,13 +543,12 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
     # worker's fits may run elsewhere (a loose restriction).
     ready: list[tuple[float, int, tuple, Callable, tuple, str]] = []
     order = itertools.count()
-    assigned: dict[Any, str | None] = {}
 
     def queue(priority: float, what: tuple, fn: Callable, *args, key: str) -> None:
         heapq.heappush(ready, (-priority, next(order), what, fn, args, key))
 
     def pump() -> None:
-        busy = Counter(assigned.values())
+        busy = Counter(addr for _, addr in futures.values())
         slots: list[str | None] = [a for a, n in client.nthreads().items()
                                    for _ in range(max(0, int(n) - busy[a]))]
         if not slots and not futures:
@@ -561,8 +560,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
             where = {} if addr is None else {"workers": [addr], "allow_other_workers": True}
             fut = client.submit(fn, *args, key=key, retries=retries, priority=-prio,
                                 pure=False, **where)
-            futures[fut] = what
-            assigned[fut] = addr
+            futures[fut] = (what, addr)
             ac.add(fut)
 
     def launch(node: Node) -> None:
@@ -637,8 +635,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
                 table_done(label)  # no correlated structure asked for: the GAMM only
         pump()
         for fut in ac:
-            kind, what = futures.pop(fut)
-            assigned.pop(fut, None)
+            (kind, what), _ = futures.pop(fut)
             try:
                 fit, timing = fut.result()
             except Exception as exc:  # noqa: BLE001 - a failed fit is excluded, the rest stands
