@@ -11,7 +11,15 @@ from drivers_helpers import planted_grid_world, simulate_gls_case
 from rhcloud.drivers import cli
 from rhcloud.drivers.api import choose_likelihood, fit_drivers
 from rhcloud.drivers.distances import chordal_km, great_circle_km, lonlat_euclidean
-from rhcloud.drivers.gls import FLOAT32_GIVE_UP, GLSLikelihood, _model_search, fit_gls, gls_loglik
+from rhcloud.drivers.gls import (
+    FLOAT32_GIVE_UP,
+    GLSLikelihood,
+    SearchResult,
+    _model_search,
+    _polish,
+    fit_gls,
+    gls_loglik,
+)
 from rhcloud.drivers.vecchia import VecchiaLikelihood, fit_gls_vecchia, ordered_neighbors
 
 
@@ -148,3 +156,38 @@ def test_model_search_reuses_evaluations():
                         h_conv=0.01)
     assert np.linalg.norm(res.x - xo) < 1e-4
     assert res.n_evals == len(calls) <= 18  # a fresh 6-point design per iteration: 25+
+
+
+@pytest.mark.parametrize("x_start", [[1.33, -0.74], [1.27, -0.65]])
+@pytest.mark.parametrize("model_hess", [None, np.eye(2)])
+def test_polish_reaches_the_float64_optimum_without_the_search_model(x_start, model_hess):
+    """The float64 Newton finish needs no (or a wrong) model Hessian from the float32 search:
+    it builds its own from central differences and ends where the gradient vanishes, to the
+    1e-6 of the reported logLik. Reference optimum: scipy's tight Nelder-Mead."""
+    from scipy.optimize import minimize
+
+    h = np.array([[9000.0, -6000.0], [-6000.0, 5000.0]])  # a ridge, as range x nugget
+    xo = np.array([1.3, -0.7])
+
+    def f(x):
+        dx = np.asarray(x) - xo
+        return 0.5 * dx @ h @ dx + 2000.0 * float(np.sum(dx**3)) - 24408.0
+
+    ref = minimize(f, xo + 0.01, method="Nelder-Mead",
+                   options={"xatol": 1e-10, "fatol": 1e-12, "maxfev": 5000})
+    res = SearchResult(np.array(x_start), f(x_start), model_hess, 0, 0.03)
+    x, fx, gain = _polish(f, res, [(-5, 5), (-12, 12)], h=0.01)
+    assert f(x_start) - ref.fun > 1.0  # the start is well below the optimum
+    assert fx == pytest.approx(f(x)) and fx - ref.fun < 1e-6
+    assert 0 <= gain < 1e-7
+
+
+def test_polish_does_not_move_off_a_kink():
+    """At a V-shaped kink (a compact correlation's profile where the range crosses a
+    distance) the central gradient is 0: no step, nothing predicted."""
+    def f(x):
+        return 50.0 * abs(float(x[0]) - 0.2)
+
+    res = SearchResult(np.array([0.2]), f([0.2]), np.array([[1.0]]), 0, 0.03)
+    x, fx, gain = _polish(f, res, [(-5, 5)], h=0.01)
+    assert x[0] == 0.2 and fx == 0.0 and gain == 0.0
