@@ -89,10 +89,22 @@ def ice_sheet_fraction(grid: xr.Dataset, nsub: int = 6) -> np.ndarray:
     return ice.reshape(la.shape).mean(axis=(2, 3))
 
 
-def coastline_landfrac(grid: xr.Dataset) -> xr.DataArray:
+def coastline_landfrac(grid: xr.Dataset, lazy: bool = False) -> xr.DataArray:
     """:func:`land_fraction` of ``grid`` as a DataArray on its (lat, lon), with the note
-    that says where it came from."""
-    return xr.DataArray(land_fraction(grid), dims=("lat", "lon"),
+    that says where it came from. ``lazy``: a one-chunk Dask array whose task holds only
+    the cell bounds, so the lookup runs where the array is computed (a worker) instead of
+    travelling inside the graph (a 0.25° grid's fractions are 7.9 MiB)."""
+    if lazy:
+        import dask
+        import dask.array as dsa
+
+        bounds = grid[["lat_bnds", "lon_bnds"]].compute()
+        shape = (grid.sizes["lat"], grid.sizes["lon"])
+        values = dsa.from_delayed(dask.delayed(land_fraction, pure=True)(bounds), shape,
+                                  dtype=np.float64)
+    else:
+        values = land_fraction(grid)
+    return xr.DataArray(values, dims=("lat", "lon"),
                         coords={"lat": grid["lat"].values, "lon": grid["lon"].values},
                         attrs={"units": "1", "source": COASTLINE_SOURCE})
 

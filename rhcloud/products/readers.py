@@ -170,7 +170,7 @@ def _landfrac(ds: xr.Dataset, field: xr.DataArray, path: str, entry: dict,
     valid = field.notnull().astype(np.float64)
     name = entry.get("landfrac")
     if not name:
-        lf = coastline_landfrac(grid)
+        lf = coastline_landfrac(grid, lazy=True)
         return (lf * valid).assign_attrs(source=lf.attrs["source"])
     if names_a_file(name):
         lf, source = _landfrac_file(str(name), path, grid, storage_options), f"file {name}"

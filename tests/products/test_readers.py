@@ -203,6 +203,36 @@ def test_warner_reads_lazily_in_chunks_and_block_averages_before_compute(obs):
     np.testing.assert_allclose(values, expect, rtol=1e-12, equal_nan=True)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_no_grid_sized_array_travels_inside_a_readers_graph(obs, name):
+    """The readers' lazy outputs are persisted on the cluster: an in-memory array as large
+    as the grid inside their graph (the coastline land fraction computed on the client, a
+    block-area outer product) would be sent with it (the paper-size run sent 14.3 MiB,
+    and distributed warned). The coastline lookup is a task of its own, the block areas a
+    lazy product of two 1-D arrays."""
+    import cloudpickle
+
+    ds = read_entry(_entries(obs)[name])
+    graph = dict(ds.__dask_graph__())
+    cells = ds.sizes["lat"] * ds.sizes["lon"]
+
+    def arrays(v):
+        if isinstance(v, np.ndarray):
+            yield v
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                yield from arrays(x)
+        elif hasattr(v, "args"):  # a dask Task: its arguments
+            yield from arrays(tuple(getattr(v, "args", ())))
+            yield from arrays(tuple(getattr(v, "kwargs", {}).values()))
+        elif hasattr(v, "value"):  # a DataNode
+            yield from arrays((v.value,))
+
+    big = [a.shape for v in graph.values() for a in arrays(v) if a.size >= cells]
+    assert big == []
+    assert len(cloudpickle.dumps(graph)) < 2**20
+
+
 # --------------------------------------------------------------------------------------
 # units: hand-computed values
 # --------------------------------------------------------------------------------------
