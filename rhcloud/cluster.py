@@ -14,9 +14,10 @@ the run ends, also on errors; a client the caller already has is used as is.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from rhcloud.config import ClusterOptions
@@ -33,6 +34,28 @@ def _local(options: ClusterOptions):
         dashboard_address=options.dashboard_address,
     )
     return Client(cluster), cluster.close
+
+
+# A worker's heartbeat in flight while a LocalCluster shuts down finds the scheduler's
+# stream closed, and distributed logs that with a full traceback on the run's stderr
+# (dask/distributed#7105, open): noise at the end of a run that went as it should.
+_HEARTBEAT_RACE = "Failed to communicate with scheduler during heartbeat"
+
+
+class _ShutdownHeartbeat(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_HEARTBEAT_RACE)
+
+
+def quiet_shutdown_heartbeats(quiet: bool = True) -> None:
+    """Drop (``quiet=False``: log again) the worker's heartbeat-failure record in this
+    process. Run on each worker of a LocalCluster just before it is shut down, and only
+    then, so that a scheduler lost during a run is still logged."""
+    log = logging.getLogger("distributed.worker")
+    for f in [f for f in log.filters if isinstance(f, _ShutdownHeartbeat)]:
+        log.removeFilter(f)
+    if quiet:
+        log.addFilter(_ShutdownHeartbeat())
 
 
 def gateway_auth(spec: str | dict[str, Any] | None):
@@ -121,6 +144,11 @@ def client_for(cluster: ClusterOptions | dict[str, Any] | None,
     try:
         yield client
     finally:
+        if options.kind == "local":
+            with suppress(Exception):  # a worker already gone has nothing left to log
+                client.run(quiet_shutdown_heartbeats)
         client.close()
         if owned is not None:  # stop what this run started (LocalCluster, gateway cluster)
             owned()
+        if options.kind == "local":  # in-process workers (processes: false) log here
+            quiet_shutdown_heartbeats(quiet=False)
