@@ -441,11 +441,23 @@ def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: flo
         scale = np.max(np.abs(v - f_b)) if len(v) else 0.0
         if scale < 1e-9 * max(1.0, abs(f_b)):
             break  # flat (e.g. the identity limit of a compact correlation): nothing to gain
-        ev_h = np.linalg.eigvalsh(hm)
+        # a bound is active where the model's descent direction leaves the box there (a
+        # nugget at its lower bound: the profile is flat in logit space, so its 2-D model is
+        # never convex and the search explored until max_evals); the step is then Newton's on
+        # the free coordinates alone (gradient projection); all active: a KKT corner
+        active = ((x_b <= lo + 1e-12) & (g > 0)) | ((x_b >= hi - 1e-12) & (g < 0))
+        free = ~active if active.any() else np.ones(dim, bool)
+        if not free.any():
+            if h <= h_conv * (1 + 1e-9):
+                break
+            h = h_conv  # confirm the corner on a small design
+            continue
+        hm_f = hm[np.ix_(free, free)]
         step = None
-        if np.all(ev_h > 0):
+        if np.all(np.linalg.eigvalsh(hm_f) > 0):
             hess = hm
-            step = -np.linalg.solve(hm, g)
+            step = np.zeros(dim)
+            step[free] = -np.linalg.solve(hm_f, g[free])
             if np.linalg.norm(step) > 3 * h:
                 step = None
         else:
