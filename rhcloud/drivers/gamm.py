@@ -338,7 +338,8 @@ class _Profile:
 def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndarray | None,
              structure: str = "rational", nugget: bool = True, factor: str | None = None,
              start: tuple[float, float] | None = None, n_splines: int = 10,
-             tight: bool | None = None, whiten=None) -> GAMMFit:
+             tight: bool | None = None, whiten=None,
+             start_tau: np.ndarray | None = None) -> GAMMFit:
     """Fit ``response ~ s(smooth...) [+ factor]`` by ML with a spatial correlation.
 
     ``dist``: (n, n) distances in the unit of the range (km or degrees). ``start``:
@@ -346,6 +347,8 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
     then optimized jointly with the smoothing parameters (profiled). ``whiten(range,
     nugget, xy) -> (z, log|C|) | None`` replaces the dense Cholesky (``dist`` then unused;
     e.g. :meth:`rhcloud.drivers.vecchia.VecchiaLikelihood.whiten`; ``start`` required).
+    ``start_tau``: log smoothing variances to start the inner ML from (e.g. another GAMM's
+    ``log(tau)`` with the same smooths).
     """
     t0 = time.perf_counter()
     structure = canonical(structure)
@@ -356,7 +359,8 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
     y = data[response].to_numpy(np.float64)
     xy = np.asfortranarray(np.column_stack([des.xf, des.z, y]))
     work = None if (structure == "none" or whiten is not None) else np.empty_like(dist, order="C")
-    state = {"log_tau": np.zeros(m), "evals": 0}
+    state = {"log_tau": np.zeros(m) if start_tau is None else np.asarray(start_tau, float),
+             "evals": 0}
     tight = n <= 3000 if tight is None else tight
 
     def profile(range_: float, nug: float) -> _Profile | None:
@@ -377,7 +381,9 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
             logdet = 2.0 * float(np.sum(np.log(np.diagonal(chol))))
         return _Profile(z.T @ z, logdet, n, des.p, des.q, des.rand_of, m)
 
-    cache: dict[tuple, tuple[float, np.ndarray]] = {}
+    # every evaluated point's profile (a (p+q+1)^2 Gram matrix) is kept: the optimum's is
+    # then not factorized again
+    cache: dict[tuple, tuple[float, np.ndarray, _Profile | None]] = {}
 
     def outer(x: np.ndarray) -> float:
         key = tuple(np.round(x, 12))
@@ -387,10 +393,10 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
         v = 1.0 / (1.0 + math.exp(-x[1])) if nugget else 0.0
         prof = profile(r, v)
         if prof is None:
-            cache[key] = (-math.inf, state["log_tau"])
+            cache[key] = (-math.inf, state["log_tau"], None)
             return 1e300
         lt, ll = prof.optimize_tau(state["log_tau"])
-        cache[key] = (ll, lt)
+        cache[key] = (ll, lt, prof)
         if np.isfinite(ll):
             state["log_tau"] = lt
         return -ll if np.isfinite(ll) else 1e300
@@ -435,8 +441,12 @@ def fit_gamm(data: pd.DataFrame, response: str, smooth: list[str], dist: np.ndar
                         x_hat = np.asarray(res2.x)
         r_hat = math.exp(x_hat[0]) if structure != "none" else math.nan
         v_hat = (1.0 / (1.0 + math.exp(-x_hat[1]))) if (nugget and structure != "none") else 0.0
-        prof = profile(r_hat if structure != "none" else 1.0, v_hat)
-        lt, _ = prof.optimize_tau(state["log_tau"])
+        hit = cache.get(tuple(np.round(x_hat, 12)))
+        if hit is not None and hit[2] is not None:
+            prof, lt0 = hit[2], hit[1]
+        else:
+            prof, lt0 = profile(r_hat if structure != "none" else 1.0, v_hat), state["log_tau"]
+        lt, _ = prof.optimize_tau(lt0)
         ll, parts = prof.loglik(lt, full=True)
     return _summarize(des, prof, lt, ll, parts, data, structure, nugget, r_hat, v_hat, factor,
                       t0, state["evals"])
@@ -509,13 +519,27 @@ class GAMMSelection:
 def fit_gamm_select(data: pd.DataFrame, response: str, smooth: list[str],
                     dist: np.ndarray | None, factor: str | None = None, alpha: float = 0.05,
                     **kwargs) -> GAMMSelection:
-    """Fit with the factor; drop it when its p-value > ``alpha`` and AIC is lower without it."""
-    if factor is None:
-        fit = fit_gamm(data, response, smooth, dist, **kwargs)
-        return GAMMSelection(fit, None, fit, False, "no factor term")
-    with_f = fit_gamm(data, response, smooth, dist, factor=factor, **kwargs)
+    """Fit without the factor, then with it (started from the first: :func:`after`); drop
+    the factor when its p-value > ``alpha`` and AIC is lower without it."""
     without_f = fit_gamm(data, response, smooth, dist, **kwargs)
+    if factor is None:
+        return GAMMSelection(without_f, None, without_f, False, "no factor term")
+    with_f = fit_gamm(data, response, smooth, dist, factor=factor,
+                      **{**kwargs, **after(without_f)})
     return select_factor(with_f, without_f, factor, alpha)
+
+
+def after(fit: GAMMFit) -> dict:
+    """:func:`fit_gamm` arguments that start a GAMM of the same smooths (e.g. with the factor
+    added) from ``fit``'s optimum: its range, nugget and smoothing variances. The paper-size
+    median residual's GAMM with lithology took 26 evaluations from the GLS fit (to
+    -31658.090861) and 15 from the GAMM without lithology (to -31658.090791). A first
+    design smaller than 0.1 (0.01: 11 evaluations there) left the search, with its steps
+    within 3 designs, far short where the factor moves the nugget (simulated: nugget 0.49
+    without the factor, 0.24 with it; 8.6 logLik short after 40 evaluations)."""
+    if fit.structure == "none":
+        return {"start_tau": np.log(fit.tau)}
+    return {"start": (fit.range, fit.nugget_value), "start_tau": np.log(fit.tau)}
 
 
 def select_factor(with_f: GAMMFit, without_f: GAMMFit, factor: str,

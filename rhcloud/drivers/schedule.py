@@ -7,12 +7,13 @@ under the residual's lowest-AIC structure. Fits start from what earlier fits lea
 structure with nugget starts from the best of its fit without (at the nested model) and the
 subsample searches' start; the second residual's fits start from the best of the first
 residual's optimum of the same structure, (with nugget) their own fit without, and their own
-subsample searches' start; the GAMM starts from its GLS fit. The reported values are always
+subsample searches' start; the GAMM starts from its GLS fit, the GAMM with the factor from
+the one without. The reported values are always
 float64 evaluations at the optimum (:func:`rhcloud.drivers.gls.fit_gls`).
 
 Without a client the fits run here, one after another, in the order of the table (as
 :func:`rhcloud.drivers.gls.aic_table` does). With a ``distributed.Client`` every correlated
-GLS fit, and each GAMM (with and without the factor), is a task: the residual's table of
+GLS fit, and each GAMM (without the factor, then with it), is a task: the residual's table of
 cells (:class:`FitData`, kilobytes) is sent once to every worker (a table on one worker
 would pull every fit to it: the scheduler places a task beside its data); each worker builds the distance matrix of a
 metric when a fit first needs it and keeps it for the fits it runs (:class:`Resources`, one
@@ -222,16 +223,19 @@ def gls_fit(data: FitData, structure: str, nugget: bool, warm: list[tuple[float,
 
 
 def gamm_fit(data: FitData, best: GLSFit, with_factor: bool, res: Resources | None = None,
-             cores: int | None = None) -> tuple[GAMMFit, dict]:
+             cores: int | None = None, start: GAMMFit | None = None) -> tuple[GAMMFit, dict]:
     """The GAMM of ``data`` (with or without its factor) under the GLS fit ``best``,
-    started from its range and nugget (a task, or a call here)."""
+    started from its range and nugget, or from the GAMM ``start`` (the fit without the
+    factor; :func:`rhcloud.drivers.gamm.after`) (a task, or a call here)."""
     res = _WORKER if res is None else res
     t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
     dist, whiten, built = _gamm_correlation(data, best, res)
+    kwargs = _gamm_kwargs(best, data, whiten)
+    if start is not None:
+        kwargs.update(gamm_mod.after(start))
     with core_share(cores):
         fit = gamm_mod.fit_gamm(data.frame, data.response, data.smooth, dist,
-                                factor=data.factor if with_factor else None,
-                                **_gamm_kwargs(best, data, whiten))
+                                factor=data.factor if with_factor else None, **kwargs)
     timing = {"fit": "gamm", "residual": data.label, "structure": best.structure,
               "nugget": best.nugget, "factor": with_factor,
               "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
@@ -491,8 +495,9 @@ def _task_gls(data: FitData, structure: str, nugget: bool, warm, search: bool,
                    warm_search=search)
 
 
-def _task_gamm(data: FitData, best: GLSFit, with_factor: bool, shares: dict[str, int]):
-    return gamm_fit(data, best, with_factor, cores=shares.get(_where()))
+def _task_gamm(data: FitData, best: GLSFit, with_factor: bool, shares: dict[str, int],
+               start: GAMMFit | None = None):
+    return gamm_fit(data, best, with_factor, cores=shares.get(_where()), start=start)
 
 
 def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outcome]:
@@ -589,10 +594,14 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
                 out.gamm = sel
                 out.timings.append(_cached_timing("gamm", label, best.structure, best.nugget))
                 return
-        for with_f in ([True, False] if d.factor is not None else [False]):
-            queue(1, ("gamm", (label, with_f)), _task_gamm, scattered[label], best, with_f,
-                  shares, key=f"drivers-gamm-{label}-{'factor' if with_f else 'plain'}-"
-                              f"{uuid.uuid4().hex[:10]}")
+        # the GAMM without the factor first: the one with it starts from its optimum
+        queue_gamm(label, False, None)
+
+    def queue_gamm(label: str, with_f: bool, start: GAMMFit | None) -> None:
+        queue(1 if with_f else _gamm_chain(plan, label), ("gamm", (label, with_f)), _task_gamm, scattered[label], gamm_best[label],
+              with_f, shares, start, key=f"drivers-gamm-{label}-"
+                                         f"{'factor' if with_f else 'plain'}-"
+                                         f"{uuid.uuid4().hex[:10]}")
 
     def gamm_done(label: str, with_f: bool, fit: GAMMFit | None, exc=None) -> None:
         out, d = plan.outcomes[label], plan.data[label]
@@ -604,6 +613,9 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
         else:
             gamm_parts[label][with_f] = fit
         parts = gamm_parts[label]
+        if not with_f and d.factor is not None:
+            queue_gamm(label, True, fit)  # from the GLS fit if this one could not be made
+            return
         need = [True, False] if d.factor is not None else [False]
         if not all(k in parts for k in need):
             return
@@ -673,7 +685,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
 
 def _depths(plan: Plan) -> dict[Node, int]:
     """Priority of each fit: the length of the longest chain of fits that waits on it (a
-    fit others start from runs first), the residual's GAMMs (priority 1) included."""
+    fit others start from runs first), the residual's GAMMs included (:func:`_gamm_chain`)."""
     after: dict[Node, list[Node]] = {n: [] for n in plan.nodes()}
     for n, src in plan.sources.items():
         for s in src:
@@ -682,7 +694,15 @@ def _depths(plan: Plan) -> dict[Node, int]:
 
     def depth(n: Node) -> int:
         if n not in memo:
-            memo[n] = 1 + max((depth(m) for m in after[n]), default=int(plan.gamm))
+            memo[n] = 1 + max((depth(m) for m in after[n]), default=_gamm_chain(plan, n[0]))
         return memo[n]
 
     return {n: depth(n) for n in plan.nodes()}
+
+
+def _gamm_chain(plan: Plan, label: str) -> int:
+    """The GAMMs that follow a residual's table, one after the other: none, the GAMM, or
+    the GAMM without the factor and then the one with it."""
+    if not plan.gamm:
+        return 0
+    return 2 if plan.data[label].factor is not None else 1

@@ -90,6 +90,8 @@ def test_a_table_through_two_workers_is_the_in_process_table(client, data):
     assert {t["worker"] for t in gls_rows} == workers  # both workers fitted
     gamm_rows = [t for t in there.fit_timings if t["fit"] == "gamm"]
     assert sorted(t["factor"] for t in gamm_rows) == [False, True]  # two tasks
+    plain, factor = sorted(gamm_rows, key=lambda t: t["factor"])
+    assert factor["started"] >= plain["ended"] - 0.05  # started from the fit without
     assert {t["worker"] for t in gamm_rows} <= workers
     for t in there.fit_timings:
         assert t["seconds"] > 0 and t["evals"] > 0
