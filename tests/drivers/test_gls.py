@@ -207,3 +207,46 @@ def test_nugget_fit_never_below_its_nested_fit():
     ok = fit(True, -28240.0, 4)  # a nugget fit above the nested one is kept as it is
     _, fits = rank_fits([fit(False, -28248.3, 3), ok])
     assert ok in fits
+
+
+@pytest.mark.parametrize("single", [False, True])
+def test_companion_logliks_are_those_of_their_own_likelihood(single):
+    """One factorization, two responses on the same cells and design: the companion's
+    log-likelihood equals its own likelihood's at the same point (float64 and float32)."""
+    from rhcloud.drivers.gls import GLSLikelihood
+
+    df = simulate_gls_case(n=400, seed=4)
+    d = lonlat_euclidean(df.lon.to_numpy(), df.lat.to_numpy())
+    X = np.column_stack([np.ones(len(df)), df.x])
+    y2 = df.y.to_numpy() * 1.1 + np.random.default_rng(1).normal(0, 0.2, len(df))
+    both = GLSLikelihood(df.y.to_numpy(), X, d, "rational", companions=y2[:, None])
+    own = GLSLikelihood(df.y.to_numpy(), X, d, "rational")
+    other = GLSLikelihood(y2, X, d, "rational")
+    for r, v in ((3.0, 0.1), (8.0, 0.4)):
+        assert both.loglik(r, v, single=single) == pytest.approx(
+            own.loglik(r, v, single=single), rel=1e-12)
+        (ll2,) = both.companion_ll[(r, v, single)]
+        assert ll2 == pytest.approx(other.loglik(r, v, single=single), rel=1e-12)
+    assert both.n_evals + both.n_evals32 == 2  # one factorization per point for both
+
+
+def test_a_companion_fit_seeded_with_the_first_fits_points_needs_fewer_evaluations():
+    """The second residual's search starts with the log-likelihoods the first residual's
+    factorizations gave; it reaches the same optimum with fewer factorizations."""
+    df = simulate_gls_case(n=1500, seed=6)
+    d = lonlat_euclidean(df.lon.to_numpy(), df.lat.to_numpy())
+    X = np.column_stack([np.ones(len(df)), df.x])
+    y1 = df.y.to_numpy()
+    y2 = y1 * 1.05 + np.random.default_rng(2).normal(0, 0.1, len(df))
+    kw = dict(nugget=True, subsample=500)
+    first = fit_gls(y1, X, d, "rational", companions=y2[:, None], **kw)
+    plain = fit_gls(y1, X, d, "rational", **kw)
+    assert first.loglik == plain.loglik and first.range == plain.range
+    (points,) = first.extra["companions"]
+    assert len(points) == first.n_evals and all(len(p) == 4 for p in points)
+    warm = [(first.range, first.nugget_value)]
+    cold = fit_gls(y2, X, d, "rational", warm=warm, **kw)
+    seeded = fit_gls(y2, X, d, "rational", warm=warm, seeds=points, **kw)
+    assert seeded.loglik == pytest.approx(cold.loglik, abs=1e-6)
+    assert seeded.range == pytest.approx(cold.range, rel=1e-3)
+    assert seeded.n_evals < cold.n_evals
