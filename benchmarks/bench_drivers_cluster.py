@@ -241,6 +241,8 @@ def scale(result: dict, workers: list[int], reference_s: float | None,
                 d.append(("gls", labels[0], s, nug, None))
             if nug:
                 d.append(("gls", label, s, False, None))
+        elif kind == "gamm" and name[4]:  # with the factor: after the GAMM without it
+            d = [("gamm", label, s, nug, False)]
         elif kind == "gamm":
             d = [n for n in tasks if n[0] == "gls" and n[1] == label]
         deps[name] = [x for x in d if x in tasks]
