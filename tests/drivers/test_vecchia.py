@@ -3,6 +3,8 @@ search with a float64 polish, and the quadratic-model search that reuses evaluat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -196,6 +198,31 @@ def test_polish_reaches_the_float64_optimum_without_the_search_model(x_start, mo
     assert f(x_start) - ref.fun > 1.0  # the start is well below the optimum
     assert fx == pytest.approx(f(x)) and fx - ref.fun < 1e-6
     assert 0 <= gain < 1e-7
+
+
+@pytest.mark.parametrize("x_start", [[1.33, -0.74], [1.27, -0.65]])
+def test_polish_stops_when_its_steps_contract_below_the_tolerance(x_start):
+    """A profile that is not quadratic (exponential in log range): the Newton steps contract
+    linearly, and once what the contraction leaves is below 1e-7 the central differences
+    that would confirm it are not made (19 evaluations instead of 23), at the same point."""
+    from scipy.optimize import minimize
+
+    def f(x):
+        u, v = x[0] - 1.3, x[1] + 0.7
+        return 9000.0 * (math.exp(u) - 1 - u) + 600.0 * (math.cosh(v) - 1) - 1500.0 * u * v
+
+    ref = minimize(f, [1.31, -0.69], method="Nelder-Mead",
+                   options={"xatol": 1e-11, "fatol": 1e-13, "maxfev": 5000})
+    calls = []
+
+    def counted(x):
+        calls.append(x)
+        return f(x)
+
+    res = SearchResult(np.array(x_start), f(x_start), None, 0, 0.03)
+    x, fx, gain = _polish(counted, res, [(-5, 5), (-12, 12)], h=0.01)
+    assert fx - ref.fun < 1e-7 and 0 < gain < 1e-7
+    assert len(calls) <= 19
 
 
 def test_polish_does_not_move_off_a_kink():
