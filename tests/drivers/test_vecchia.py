@@ -176,6 +176,22 @@ def test_model_search_reaches_an_optimum_on_a_bound(x_start):
     assert res.n_evals <= 30
 
 
+def test_model_search_ends_where_the_nugget_bound_becomes_active():
+    """With the nested fit known (``stop_at_lower``), a search that meets the nugget's lower
+    bound, active there, ends on its first design instead of following the bound."""
+
+    def f(x):
+        return (x[0] - 1.0) ** 2 + 0.5 * (x[1] + 2.0)
+
+    kw = dict(h=0.1, tol=1e-3, h_conv=0.01, max_evals=60)
+    follow = _model_search(f, np.array([1.3, -2.0]), [(-3.0, 3.0), (-2.0, 2.0)], **kw)
+    stop = _model_search(f, np.array([1.3, -2.0]), [(-3.0, 3.0), (-2.0, 2.0)],
+                         stop_at_lower=1, **kw)
+    assert stop.x[1] == -2.0 and follow.x[1] == -2.0
+    assert stop.n_evals <= 6 < follow.n_evals
+    assert abs(follow.x[0] - 1.0) < 1e-4  # the bound followed to the nested optimum
+
+
 @pytest.mark.parametrize("x_start", [[1.33, -0.74], [1.27, -0.65]])
 @pytest.mark.parametrize("model_hess", [None, np.eye(2)])
 def test_polish_reaches_the_float64_optimum_without_the_search_model(x_start, model_hess):
