@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rhcloud import interrupts
 from rhcloud.config import ConfigError, load_config
 from rhcloud.storage.paths import redact_text
 from rhcloud.storage.sessions import close_http_sessions
@@ -139,7 +140,10 @@ INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with interrupts.watching():
+            code = COMMANDS[args.command](args)
+            interrupts.checkpoint()  # a SIGINT a finalizer swallowed still ends the run
+        return code
     except ConfigError as exc:
         print(f"rhcloud: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rhcloud import interrupts
 from rhcloud.cluster import client_for
 from rhcloud.config import Config
 from rhcloud.errors import RhcloudError
@@ -52,7 +53,12 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
     ``cluster:`` section starts one). ``progress`` receives a line per stage (the CLI prints
     them; a terminal also gets a bar for the climatologies). ``RunResult.results`` is the
     written results.zarr, opened lazily."""
-    say = progress or (lambda _msg: None)
+    tell = progress or (lambda _msg: None)
+
+    def say(msg: str) -> None:
+        interrupts.checkpoint()  # each stage's end: a swallowed Ctrl-C ends the run here
+        tell(msg)
+
     timings: dict[str, float] = {}
     keep = kept_in_output(config)
     claim_output(config.output, config.write_storage_options, keep)  # before any work
@@ -119,6 +125,7 @@ def run(config: Config, client=None, chunks: dict[str, int] | None = None,
             outputs.write_outputs(result, out)
             if fitted.results:  # per-fit seconds, evaluations and workers
                 drivers.write_summary(fitted.results, out)
+            interrupts.checkpoint()  # before a remote output is uploaded
     # the field store is gone: the results are the written ones
     result.results = outputs.open_results(config)
     say(f"outputs written to {redact_text(str(config.output))}")
@@ -172,11 +179,13 @@ TABLE_ORDER = ("global_totals", "model_metrics", "regrid_conservation", "exclude
 
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    interrupts.checkpoint()
     t0 = time.perf_counter()
     try:
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+    interrupts.checkpoint()
 
 
 def _say_drivers(say, fitted: drivers.DriversOutcome, fits: FitCache | None) -> None:
