@@ -367,10 +367,12 @@ class Plan:
         return [(label, s, n) for label in self.labels for s in self.structures
                 for n in self.nuggets]
 
-    def warm(self, node: Node, done: dict[Node, GLSFit | None]) -> list[tuple[float, float]]:
-        """The starts of ``node`` from its sources that were made (all of them done), and
-        its cache key: a cold fit's key is the one of a fit without sources; a warm fit's
-        adds the keys of the fits it starts from (which determine their results)."""
+    def warm(self, node: Node, done: dict[Node, GLSFit | None]
+             ) -> tuple[list[tuple[float, float]], list[list[float]]]:
+        """The starts of ``node`` from its sources that were made (all of them done) and its
+        :meth:`seeds`; records its cache key: a cold fit's key is the one of a fit without
+        sources; a warm fit's adds the keys of the fits it starts from (which determine
+        their results) and the seeds."""
         label, s, nug = node
         used = [n for n in self.sources[node] if _usable(done.get(n))]
         base = self.data[label].inputs
@@ -378,7 +380,7 @@ class Plan:
         self.keys[node] = (digest(base, "gls", s, nug, "warm", [self.keys[n] for n in used],
                                   self.warm_search(node), *(["seeds", seeds] if seeds else []))
                            if used else digest(base, "gls", s, nug))
-        return _warm_of([done[n] for n in used])
+        return _warm_of([done[n] for n in used]), seeds
 
     def companions(self, node: Node) -> list[str]:
         """The residuals whose fit of ``node``'s structure and nugget starts from ``node``
@@ -461,7 +463,7 @@ def run_in_process(plan: Plan, select: Callable[..., GAMMSelection],
             out.none_fit = plan.none_fit(label)
             for node in [n for n in plan.nodes() if n[0] == label]:
                 _, s, nug = node
-                warm = plan.warm(node, done)
+                warm, seeds = plan.warm(node, done)
                 fit = plan.cached_gls(node)
                 if fit is not None:
                     out.timings.append(_cached_timing("gls", label, s, nug))
@@ -470,7 +472,7 @@ def run_in_process(plan: Plan, select: Callable[..., GAMMSelection],
                                           warm_search=plan.warm_search(node),
                                           companions=[plan.data[c]
                                                       for c in plan.companions(node)],
-                                          seeds=plan.seeds(node, done))
+                                          seeds=seeds)
                     timing.update(started=timing["started"] - stage0,
                                   ended=timing["ended"] - stage0)
                     out.timings.append(timing)
@@ -626,7 +628,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
     def launch(node: Node) -> None:
         submitted.add(node)
         label, s, nug = node
-        warm = plan.warm(node, done)
+        warm, seeds = plan.warm(node, done)
         fit = plan.cached_gls(node)
         if fit is not None:
             plan.outcomes[label].timings.append(_cached_timing("gls", label, s, nug))
@@ -639,8 +641,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
         est = min(seconds.get((s, nug), 0.0), 1e5)
         queue(depth[node] + est * 1e-6, ("gls", node), _task_gls, scattered[label], s, nug, warm,
               plan.warm_search(node), shares, [scattered[c] for c in plan.companions(node)],
-              plan.seeds(node, done),
-              key=f"drivers-gls-{label}-{s}{'-nugget' if nug else ''}-{uuid.uuid4().hex[:10]}")
+              seeds, key=f"drivers-gls-{label}-{s}{'-nugget' if nug else ''}-{uuid.uuid4().hex[:10]}")
 
     def table_done(label: str) -> None:
         out, d = plan.outcomes[label], plan.data[label]
@@ -659,10 +660,11 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
         queue_gamm(label, False, None)
 
     def queue_gamm(label: str, with_f: bool, start: GAMMFit | None) -> None:
-        queue(1 if with_f else _gamm_chain(plan, label), ("gamm", (label, with_f)), _task_gamm, scattered[label], gamm_best[label],
-              with_f, shares, start, key=f"drivers-gamm-{label}-"
-                                         f"{'factor' if with_f else 'plain'}-"
-                                         f"{uuid.uuid4().hex[:10]}")
+        prio = 1 if with_f else _gamm_chain(plan, label)
+        kind = "factor" if with_f else "plain"
+        queue(prio, ("gamm", (label, with_f)), _task_gamm, scattered[label], gamm_best[label],
+              with_f, shares, start,
+              key=f"drivers-gamm-{label}-{kind}-{uuid.uuid4().hex[:10]}")
 
     def gamm_done(label: str, with_f: bool, fit: GAMMFit | None, exc=None) -> None:
         out, d = plan.outcomes[label], plan.data[label]
