@@ -30,7 +30,7 @@ import pandas as pd
 from .gamm import GAMMFit, GAMMSelection, Smooth
 from .gls import GLSFit, Memo
 
-FIT_FORMAT = 6
+FIT_FORMAT = 7
 T = TypeVar("T")
 log = logging.getLogger("rhcloud")
 _CLASSES = {c.__name__: c for c in (GLSFit, GAMMFit, GAMMSelection, Smooth)}

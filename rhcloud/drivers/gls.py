@@ -44,14 +44,10 @@ class Profile:
     rss: float
     logdet_c: float
     r_xx: np.ndarray  # upper-triangular R of whitened X (p x p)
-    z: np.ndarray | None = None  # whitened [X y companions] (only before the split)
 
 
 def _whiten_profile(chol: np.ndarray | None, xy: np.ndarray, reml: bool,
-                    single: bool = False, companions: bool = False) -> Profile:
-    """The profile of ``xy`` = [X y] whitened by ``chol`` (``None``: the identity). With
-    ``companions`` (``xy`` = [X y c...]) it is a stand-in that holds the whitened matrix in
-    ``z`` and ``log|C|`` for :meth:`GLSLikelihood._split`."""
+                    single: bool = False) -> Profile:
     if chol is None:
         z = xy
         logdet = 0.0
@@ -64,8 +60,6 @@ def _whiten_profile(chol: np.ndarray | None, xy: np.ndarray, reml: bool,
         if info != 0 or not np.all(np.isfinite(z)):
             raise np.linalg.LinAlgError("triangular solve failed")
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(chol).astype(np.float64))))
-    if companions:
-        return Profile(math.nan, np.zeros(0), math.nan, logdet, np.zeros((0, 0)), z)
     return profile_from_whitened(z, logdet, reml)
 
 
@@ -96,17 +90,11 @@ class GLSLikelihood:
     ``dist`` (n x n, C order) is never modified; ``work`` (same shape) is overwritten at
     every evaluation (``work32``, float32, at single-precision ones; allocated when first
     needed). Evaluations are counted in ``n_evals`` (float64) and ``n_evals32``.
-
-    ``companions`` (n x k): other responses on the same cells and design (another residual
-    field). Every factorization also gives their log-likelihoods, at the cost of k more
-    columns in the triangular solve; they are kept in ``companion_ll`` by the key of
-    :meth:`profile` (a later fit of a companion starts its search with them).
     """
 
     def __init__(self, y: np.ndarray, X: np.ndarray, dist: np.ndarray | None, structure: str,
                  method: str = "ML", work: np.ndarray | None = None,
-                 work32: np.ndarray | None = None, dmin: float | None = None,
-                 companions: np.ndarray | None = None):
+                 work32: np.ndarray | None = None, dmin: float | None = None):
         self.structure = canonical(structure)
         self.method = method.upper()
         if self.method not in ("ML", "REML"):
@@ -117,13 +105,6 @@ class GLSLikelihood:
             X = X[:, None]
         self.xy = np.asfortranarray(np.column_stack([X, y]))
         self.n, self.p = X.shape
-        self.companions = None
-        self._xw = self.xy  # what a factorization whitens
-        if companions is not None:
-            c = np.asarray(companions, dtype=np.float64).reshape(self.n, -1)
-            self.companions = c
-            self._xw = np.asfortranarray(np.column_stack([X, y, c]))
-        self.companion_ll: dict[tuple[float, float, bool], list[float]] = {}
         self.dist = dist
         if self.structure != "none":
             if dist is None or dist.shape != (self.n, self.n):
@@ -150,33 +131,17 @@ class GLSLikelihood:
         key = (float(range_), float(nugget), bool(single))
         if key in self._cache:
             return self._cache[key]
-        prof = self._split(self._profile(range_, nugget, single), key)
+        prof = self._profile(range_, nugget, single)
         if len(self._cache) > 256:
             self._cache.clear()
         self._cache[key] = prof
         return prof
 
-    def _split(self, prof: Profile | None, key: tuple[float, float, bool]) -> Profile | None:
-        """The profile of ``y`` from the one of ``[X y companions]``, the companions'
-        log-likelihoods kept in ``companion_ll``."""
-        if self.companions is None:
-            return prof
-        k = self.companions.shape[1]
-        if prof is None:
-            self.companion_ll[key] = [-math.inf] * k
-            return None
-        z, logdet, reml = prof.z, prof.logdet_c, self.method == "REML"
-        p = self.p
-        self.companion_ll[key] = [
-            profile_from_whitened(z[:, list(range(p)) + [p + 1 + j]], logdet, reml).loglik
-            for j in range(k)]
-        return profile_from_whitened(z[:, :p + 1], logdet, reml)
-
     def _profile(self, range_: float, nugget: float, single: bool = False) -> Profile | None:
         reml = self.method == "REML"
         if self.structure == "none" or self._is_identity(range_, nugget):
             self.n_evals += 1
-            return _whiten_profile(None, self._xw, reml, companions=self.companions is not None)
+            return _whiten_profile(None, self.xy, reml)
         if single and self.n_failed32 < FLOAT32_GIVE_UP:
             self.n_evals32 += 1
             if self.work32 is None or self.work32.shape != self.dist.shape:
@@ -185,8 +150,7 @@ class GLSLikelihood:
             chol, info = lapack.spotrf(self.work32.T, lower=1, overwrite_a=1, clean=0)
             if info == 0:
                 try:
-                    prof = _whiten_profile(chol, self._xw, reml, single=True,
-                                           companions=self.companions is not None)
+                    prof = _whiten_profile(chol, self.xy, reml, single=True)
                     self.n_failed32 = 0
                     return prof
                 except np.linalg.LinAlgError:
@@ -202,7 +166,7 @@ class GLSLikelihood:
             self.n_failed += 1
             return None
         try:
-            return _whiten_profile(chol, self._xw, reml, companions=self.companions is not None)
+            return _whiten_profile(chol, self.xy, reml)
         except np.linalg.LinAlgError:
             self.n_failed += 1
             return None
@@ -389,8 +353,7 @@ class SearchResult:
 
 def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: float = 0.1,
                   tol: float = 2e-4, h_min: float | None = None, h_conv: float | None = None,
-                  max_evals: int = 60, seeds: list[tuple[np.ndarray, float]] = (),
-                  stop_at_lower: int | None = None) -> SearchResult:
+                  max_evals: int = 60, stop_at_lower: int | None = None) -> SearchResult:
     """Derivative-free Newton steps on quadratic models that reuse earlier evaluations.
 
     Every evaluated point is kept. At each iteration the quadratic model (3 coefficients in
@@ -403,11 +366,8 @@ def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: flo
     when the step is below ``tol`` on a design of scale ``h_conv`` (default
     ``max(4 tol, h_min)``); the model's optimum is then evaluated. Near the optimum this
     costs about one new evaluation per iteration plus the initial and final designs.
-    ``seeds``: (x, obj(x)) pairs known before the search (e.g. from the factorizations of
-    another residual's fit); they join the designs like evaluated points but do not count
-    against ``max_evals`` or in ``n_evals``. ``stop_at_lower``: a coordinate whose lower
-    bound, once active, ends the search (a nugget at its bound when the nested fit is
-    known: the table reports that one).
+    ``stop_at_lower``: a coordinate whose lower bound, once active, ends the search (a
+    nugget at its bound when the nested fit is known: the table reports that one).
     """
     lo = np.array([b[0] for b in bounds])
     hi = np.array([b[1] for b in bounds])
@@ -415,10 +375,8 @@ def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: flo
     h_min = 0.0 if h_min is None else h_min
     h_conv = max(4 * tol, h_min) if h_conv is None else max(h_conv, h_min)
     need = 3 if dim == 1 else 6
-    xs: list[np.ndarray] = [np.asarray(x, float) for x, _ in seeds]
-    fs: list[float] = [float(f) for _, f in seeds]
-    n_seeds = len(xs)
-    max_evals += n_seeds
+    xs: list[np.ndarray] = []
+    fs: list[float] = []
 
     def ev(x: np.ndarray) -> tuple[np.ndarray, float]:
         x = np.clip(x, lo, hi)
@@ -549,7 +507,7 @@ def _model_search(obj, x0: np.ndarray, bounds: list[tuple[float, float]], h: flo
         if h < tol and hess is None:
             break
     i_b = int(np.argmin(fs))
-    return SearchResult(xs[i_b], fs[i_b], hess, len(xs) - n_seeds, h)
+    return SearchResult(xs[i_b], fs[i_b], hess, len(xs), h)
 
 
 POLISH_GAIN = 1e-7
@@ -704,8 +662,7 @@ def fit_gls(y: np.ndarray, X: np.ndarray, dist: np.ndarray | None, structure: st
             distance: str = "", coarse: bool = False, single: bool | None = None,
             work32: np.ndarray | None = None, dmin: float | None = None,
             warm: list[tuple[float, float]] | None = None,
-            warm_search: bool = False, companions: np.ndarray | None = None,
-            seeds: list[list[float]] | None = None) -> GLSFit:
+            warm_search: bool = False) -> GLSFit:
     """Maximize the exact (RE)ML likelihood over range (and nugget) of one structure.
 
     Small problems (n <= ``subsample``): a grid of starts (log-spaced ranges, dense for
@@ -729,19 +686,12 @@ def fit_gls(y: np.ndarray, X: np.ndarray, dist: np.ndarray | None, structure: st
     highest likelihood (with ``warm_search``, the subsample searches' start competes too;
     without, they are not made), then proceeds exactly as from a subsample start (float32
     search, float64 polish). Small problems (the grid search) ignore it.
-
-    ``companions`` (n x k): other responses on the same cells and design whose
-    log-likelihoods every full-size factorization also gives; they are returned in
-    ``extra["companions"]``: per companion, ``[*x, single, -logLik]`` at every point the
-    search evaluated (x: log range [, logit nugget]). ``seeds``: such points of this
-    response (from the fit of a companion), which the full-size search then does not
-    factorize again.
     """
     n_all = len(np.asarray(y))
     with blas_threads(threads_for(n_all)):
         return _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_range,
                         seed, work, start, distance, coarse, single, work32, dmin, warm=warm,
-                        warm_search=warm_search, companions=companions, seeds=seeds)
+                        warm_search=warm_search)
 
 
 def _min_positive(dist: np.ndarray) -> float:
@@ -869,8 +819,7 @@ the optimum is at nugget -> 0.)"""
 
 def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_range, seed, work,
              start, distance, coarse, single=None, work32=None, dmin=None, lik=None,
-             sub_dist=None, range_bounds=None, warm=None, warm_search=False, companions=None,
-             seeds=None) -> GLSFit:
+             sub_dist=None, range_bounds=None, warm=None, warm_search=False) -> GLSFit:
     """The search of :func:`fit_gls`; ``lik`` (with ``sub_dist(idx)``, the dense distances
     of a subsample, and ``range_bounds``) replaces the exact likelihood, e.g. by
     :class:`rhcloud.drivers.vecchia.VecchiaLikelihood`."""
@@ -881,8 +830,7 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
         X = X[:, None]
     coef_names = coef_names or [f"x{i}" for i in range(X.shape[1])]
     if lik is None:
-        lik = GLSLikelihood(y, X, dist, structure, method, work, work32, dmin=dmin,
-                            companions=companions)
+        lik = GLSLikelihood(y, X, dist, structure, method, work, work32, dmin=dmin)
     if sub_dist is None:
         def sub_dist(idx):
             return dist[np.ix_(idx, idx)]
@@ -895,27 +843,15 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
     def unpack(x: np.ndarray) -> tuple[float, float]:
         return math.exp(x[0]), (_expit(x[1]) if nugget else 0.0)
 
-    # points known from a companion's fit (same cells, design and correlation matrix)
-    known = {(tuple(map(float, p[:-2])), bool(p[-2])): float(p[-1]) for p in (seeds or [])}
-    visited: list[tuple[np.ndarray, bool]] = []  # evaluated points, for the companions
-
-    def objective(x: np.ndarray, single: bool) -> float:
-        hit = known.get((tuple(map(float, x)), single))
-        if hit is not None:
-            return hit
+    def obj(x: np.ndarray) -> float:
         r, v = unpack(x)
-        ll = lik.loglik(r, v, single=single)
-        visited.append((np.array(x, float), single))
+        ll = lik.loglik(r, v)
         return 1e300 if not np.isfinite(ll) else -ll
 
-    def obj(x: np.ndarray) -> float:
-        return objective(x, False)
-
     def obj32(x: np.ndarray) -> float:
-        return objective(x, True)
-
-    def seeds_for(single: bool) -> list[tuple[np.ndarray, float]]:
-        return [(np.array(k[0]), f) for k, f in known.items() if k[1] == single]
+        r, v = unpack(x)
+        ll = lik.loglik(r, v, single=True)
+        return 1e300 if not np.isfinite(ll) else -ll
 
     n = lik.n
     message = ""
@@ -969,7 +905,7 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
             res = _model_search(obj32, x0, bounds, h=h0, tol=0.01 if compact else 5e-3,
                                 h_min=0.06 if compact else 0.03,
                                 max_evals=30 if len(bounds) == 1 else 45,
-                                seeds=seeds_for(True), stop_at_lower=1 if nested else None)
+                                stop_at_lower=1 if nested else None)
             if nugget and res.x[1] <= bounds[1][0] + 1e-9:
                 # at the nugget's lower bound: the nested fit without nugget is at least as
                 # good (the table reports it, :func:`nested_floor`); no Newton steps
@@ -989,12 +925,10 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
                                   method="bounded", options={"xatol": 1e-4})
             x_best, f_best = np.array([float(res.x)]), float(res.fun)
         elif n >= SINGLE_MIN_N:  # large corLin or Vecchia fit, float64 (kinked: coarser)
-            res = _model_search(obj, x0, bounds, h=h0, tol=2e-3, h_conv=0.03, max_evals=30,
-                                seeds=seeds_for(False))
+            res = _model_search(obj, x0, bounds, h=h0, tol=2e-3, h_conv=0.03, max_evals=30)
             x_best, f_best = res.x, res.f
         else:
-            res = _model_search(obj, x0, bounds, h=h0, tol=2e-4, h_conv=0.01, max_evals=60,
-                                seeds=seeds_for(False))
+            res = _model_search(obj, x0, bounds, h=h0, tol=2e-4, h_conv=0.01, max_evals=60)
             x_best, f_best = res.x, res.f
         # the identity limit (range below the cell spacing) is a candidate when the search
         # ended below the independent-errors likelihood (computed without a Cholesky)
@@ -1017,26 +951,7 @@ def _fit_gls(y, X, dist, structure, nugget, method, coef_names, subsample, n_ran
     fit = _finish(lik, structure, nugget, r_hat, v_hat, coef_names, t0, message,
                   converged=pd_ok, pd_ok=pd_ok, distance=distance)
     fit.extra.update(extra)
-    if getattr(lik, "companions", None) is not None:
-        fit.extra["companions"] = _companion_points(lik, visited, unpack)
     return fit
-
-
-def _companion_points(lik: GLSLikelihood, visited: list[tuple[np.ndarray, bool]], unpack
-                      ) -> list[list[list[float]]]:
-    """Per companion response, ``[*x, single, -logLik]`` at every point evaluated (once)."""
-    out: list[list[list[float]]] = [[] for _ in range(lik.companions.shape[1])]
-    seen: set = set()
-    for x, single in visited:
-        r, v = unpack(x)
-        key = (float(r), float(v), bool(single))
-        lls = lik.companion_ll.get(key)
-        if lls is None or (tuple(x), single) in seen:
-            continue
-        seen.add((tuple(x), single))
-        for j, ll in enumerate(lls):
-            out[j].append([*map(float, x), float(single), -ll if np.isfinite(ll) else 1e300])
-    return out
 
 
 def _search_small(obj, bounds, nugget: bool, compact: bool, n_range: int | None,

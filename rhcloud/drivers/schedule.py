@@ -186,14 +186,8 @@ def _peak_rss_mb() -> float:
 # ----------------------------------------------------------------------------- fit tasks
 def gls_fit(data: FitData, structure: str, nugget: bool, warm: list[tuple[float, float]],
             res: Resources | None = None, cores: int | None = None,
-            warm_search: bool = False, companions: list[FitData] = (),
-            seeds: list[list[float]] | None = None) -> tuple[GLSFit, dict]:
-    """One correlated GLS fit of ``data`` (a task, or a call here), and its timing.
-
-    ``companions``: other residuals on the same cells and design (:meth:`Plan.companions`):
-    every factorization also gives their log-likelihoods, returned in the fit's
-    ``extra["companions"]`` with ``extra["companion_of"]`` (digests of their responses);
-    ``seeds``: such points for ``data`` from a companion's fit (:meth:`Plan.seeds`)."""
+            warm_search: bool = False) -> tuple[GLSFit, dict]:
+    """One correlated GLS fit of ``data`` (a task, or a call here), and its timing."""
     res = _WORKER if res is None else res
     t0, wall0, cpu0 = time.perf_counter(), time.time(), time.process_time()
     built = 0.0
@@ -211,24 +205,19 @@ def gls_fit(data: FitData, structure: str, nugget: bool, warm: list[tuple[float,
             work = res.checkout(dist.shape, "f8")
             if len(dist) >= gls.SINGLE_MIN_N:
                 work32 = res.checkout(dist.shape, "f4")
-            ys = np.column_stack([c.y for c in companions]) if companions else None
             try:
                 fit = gls.fit_gls(data.y, data.X, dist, structure, nugget, "ML",
                                   data.coef_names, subsample=data.subsample, work=work,
                                   work32=work32, dmin=dmin, distance=metric,
-                                  warm=warm or None, warm_search=warm_search,
-                                  companions=ys, seeds=seeds)
+                                  warm=warm or None, warm_search=warm_search)
             finally:
                 res.give_back(work)
                 res.give_back(work32)
-            if companions:
-                fit.extra["companion_of"] = [digest(c.y) for c in companions]
     timing = {"fit": "gls", "residual": data.label, "structure": structure, "nugget": nugget,
               "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0,
               "distance_build_s": built,
               "evals": int(fit.n_evals), "evals32": int(fit.extra.get("n_evals32", 0)),
-              "warm": bool(fit.extra.get("warm")), "seeds": len(seeds or []),
-              "worker": _where(), "started": wall0,
+              "warm": bool(fit.extra.get("warm")), "worker": _where(), "started": wall0,
               "ended": time.time(), "worker_peak_rss_mb": _peak_rss_mb()}
     return fit, timing
 
@@ -330,14 +319,6 @@ class Outcome:
         return rank_fits(fits)
 
 
-def _same_design(a: FitData, b: FitData) -> bool:
-    """Two residuals' fits share their correlation matrices: same cells, GLS design and
-    distances (then one factorization serves both)."""
-    return (a.coords == b.coords and a.distance_for == b.distance_for
-            and a.likelihood == b.likelihood and a.X.shape == b.X.shape
-            and bool(np.array_equal(a.X, b.X)))
-
-
 def _usable(f: GLSFit | None) -> bool:
     return f is not None and f.positive_definite and bool(np.isfinite(f.loglik))
 
@@ -367,51 +348,17 @@ class Plan:
         return [(label, s, n) for label in self.labels for s in self.structures
                 for n in self.nuggets]
 
-    def warm(self, node: Node, done: dict[Node, GLSFit | None]
-             ) -> tuple[list[tuple[float, float]], list[list[float]]]:
-        """The starts of ``node`` from its sources that were made (all of them done) and its
-        :meth:`seeds`; records its cache key: a cold fit's key is the one of a fit without
-        sources; a warm fit's adds the keys of the fits it starts from (which determine
-        their results) and the seeds."""
+    def warm(self, node: Node, done: dict[Node, GLSFit | None]) -> list[tuple[float, float]]:
+        """The starts of ``node`` from its sources that were made (all of them done), and
+        its cache key: a cold fit's key is the one of a fit without sources; a warm fit's
+        adds the keys of the fits it starts from (which determine their results)."""
         label, s, nug = node
         used = [n for n in self.sources[node] if _usable(done.get(n))]
         base = self.data[label].inputs
-        seeds = self.seeds(node, done)
         self.keys[node] = (digest(base, "gls", s, nug, "warm", [self.keys[n] for n in used],
-                                  self.warm_search(node), *(["seeds", seeds] if seeds else []))
+                                  self.warm_search(node))
                            if used else digest(base, "gls", s, nug))
-        return _warm_of([done[n] for n in used]), seeds
-
-    def companions(self, node: Node) -> list[str]:
-        """The residuals whose fit of ``node``'s structure and nugget starts from ``node``
-        and that share its cells and design (exact likelihood): ``node``'s factorizations
-        also give their log-likelihoods, and their searches start with those points. (The
-        paper-size median and mean residuals' corLin + nugget optima coincide, their
-        spherical ones are 1 % apart.)"""
-        label, s, nug = node
-        d = self.data[label]
-        if d.likelihood != "exact":
-            return []
-        return [other for other in self.labels if other != label
-                and node in self.sources.get((other, s, nug), [])
-                and _same_design(d, self.data[other])]
-
-    def seeds(self, node: Node, done: dict[Node, GLSFit | None]) -> list[list[float]]:
-        """Points of ``node``'s log-likelihood that a companion fit it starts from made
-        (:meth:`companions`), or none."""
-        label, s, nug = node
-        mine = digest(self.data[label].y)
-        for src in self.sources[node]:
-            f = done.get(src)
-            if f is None or src[1:] != (s, nug) or not _same_design(self.data[src[0]],
-                                                                     self.data[label]):
-                continue
-            of, pts = f.extra.get("companion_of", []), f.extra.get("companions", [])
-            if mine in of and len(pts) == len(of):
-                mine_pts = pts[of.index(mine)]
-                if all(len(p) == (4 if nug else 3) for p in mine_pts):
-                    return mine_pts
-        return []
+        return _warm_of([done[n] for n in used])
 
     def warm_search(self, node: Node) -> bool:
         """Every warm fit also makes the subsample searches, and starts from the best of
@@ -463,16 +410,13 @@ def run_in_process(plan: Plan, select: Callable[..., GAMMSelection],
             out.none_fit = plan.none_fit(label)
             for node in [n for n in plan.nodes() if n[0] == label]:
                 _, s, nug = node
-                warm, seeds = plan.warm(node, done)
+                warm = plan.warm(node, done)
                 fit = plan.cached_gls(node)
                 if fit is not None:
                     out.timings.append(_cached_timing("gls", label, s, nug))
                 else:
                     fit, timing = gls_fit(d, s, nug, warm, res,
-                                          warm_search=plan.warm_search(node),
-                                          companions=[plan.data[c]
-                                                      for c in plan.companions(node)],
-                                          seeds=seeds)
+                                          warm_search=plan.warm_search(node))
                     timing.update(started=timing["started"] - stage0,
                                   ended=timing["ended"] - stage0)
                     out.timings.append(timing)
@@ -546,9 +490,9 @@ def _accepts_n_workers(client) -> bool:
 
 
 def _task_gls(data: FitData, structure: str, nugget: bool, warm, search: bool,
-              shares: dict[str, int], companions: list[FitData], seeds: list[list[float]]):
+              shares: dict[str, int]):
     return gls_fit(data, structure, nugget, warm, cores=shares.get(_where()),
-                   warm_search=search, companions=companions, seeds=seeds)
+                   warm_search=search)
 
 
 def _task_gamm(data: FitData, best: GLSFit, with_factor: bool, shares: dict[str, int],
@@ -628,7 +572,7 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
     def launch(node: Node) -> None:
         submitted.add(node)
         label, s, nug = node
-        warm, seeds = plan.warm(node, done)
+        warm = plan.warm(node, done)
         fit = plan.cached_gls(node)
         if fit is not None:
             plan.outcomes[label].timings.append(_cached_timing("gls", label, s, nug))
@@ -640,8 +584,8 @@ def run_on_cluster(plan: Plan, client, retries: int = RETRIES) -> dict[str, Outc
         # two GAMMs, one after the other, then ran alone from 767 to 939 s
         est = min(seconds.get((s, nug), 0.0), 1e5)
         queue(depth[node] + est * 1e-6, ("gls", node), _task_gls, scattered[label], s, nug, warm,
-              plan.warm_search(node), shares, [scattered[c] for c in plan.companions(node)],
-              seeds, key=f"drivers-gls-{label}-{s}{'-nugget' if nug else ''}-{uuid.uuid4().hex[:10]}")
+              plan.warm_search(node), shares,
+              key=f"drivers-gls-{label}-{s}{'-nugget' if nug else ''}-{uuid.uuid4().hex[:10]}")
 
     def table_done(label: str) -> None:
         out, d = plan.outcomes[label], plan.data[label]

@@ -165,11 +165,6 @@ def test_warm_starts_on_a_large_table_in_process_and_on_the_cluster(client, data
                     ("median", "exponential", True): True, ("median", "rational", True): True,
                     ("mean", "exponential", False): True, ("mean", "rational", False): True,
                     ("mean", "exponential", True): True, ("mean", "rational", True): True}
-    # the median's factorizations gave the mean's log-likelihoods too (same cells, design)
-    seeds = {(r.residual_label, t["structure"], t["nugget"]): t["seeds"]
-             for r in here for t in r.fit_timings}
-    assert all(v == 0 for k, v in seeds.items() if k[0] == "median")
-    assert all(v > 0 for k, v in seeds.items() if k[0] == "mean")
     cold = fit_drivers(mean, residual_label="mean", **kw)
     got = here[1].gls_aic().set_index(["structure", "nugget"]).loglik
     ref = cold.gls_aic().set_index(["structure", "nugget"]).loglik
