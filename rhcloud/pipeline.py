@@ -179,13 +179,12 @@ TABLE_ORDER = ("global_totals", "model_metrics", "regrid_conservation", "exclude
 
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
-    interrupts.checkpoint()
     t0 = time.perf_counter()
     try:
         yield
     finally:
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-    interrupts.checkpoint()
+    interrupts.checkpoint()  # the stage's end (the next stage's start needs no other)
 
 
 def _say_drivers(say, fitted: drivers.DriversOutcome, fits: FitCache | None) -> None:
